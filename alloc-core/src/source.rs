@@ -1,0 +1,137 @@
+//! The one seam between block management and the operating system.
+//!
+//! # Contract
+//!
+//! A [`PageSource`] hands out *spans*: ranges of readable, writable memory.
+//!
+//! * **Size and alignment.** `alloc(size, align)` is called with `size` a non-zero multiple of
+//!   [`PAGE_SIZE`] (4 KiB) and `align` a power of two with `PAGE_SIZE <= align`. The core asks
+//!   for spans aligned to [`SEGMENT_SIZE`](crate::SEGMENT_SIZE) (4 MiB) or more, because it finds
+//!   a block's metadata by masking the block's address. The returned span starts at a multiple
+//!   of `align` and is exactly `size` bytes long.
+//! * **Zeroed memory.** [`Span::zeroed`] says whether every byte of the fresh span reads as
+//!   zero. The core relies on it to skip the `memset` of `calloc`; a source that cannot
+//!   promise it says `false`.
+//! * **Giving memory back.** `release(ptr, size)` returns a whole span, or a page-aligned
+//!   prefix/suffix of one (the core never releases a range it did not get from `alloc`, and
+//!   never the middle of a span). `purge(ptr, size)` keeps the address range but lets the
+//!   source drop the physical pages behind it (`madvise(MADV_DONTNEED)` on Linux); the range
+//!   stays valid and usable. It returns `true` if the purged range now reads as zero.
+//! * **Errors.** Failures are a small `Copy` value, [`SourceError`]; the core turns them into a
+//!   null pointer (and the C layer into `ENOMEM`). A source never panics and never aborts.
+//! * **Concurrency.** Methods take `&self` and may be called from any thread, concurrently;
+//!   a source that needs a lock (the program break is process-wide) takes its own. A source
+//!   must not allocate through the global allocator: it *is* the allocator's floor.
+//! * **Statics.** Sources offer `const fn` constructors so an allocator can live in a
+//!   `static` with no run-time initialisation.
+
+/// Granularity of every span size and of purging: the x86-64 base page.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Memory handed out by a [`PageSource`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// Start of the span, aligned as requested.
+    pub ptr: *mut u8,
+    /// Length in bytes; equal to the requested size.
+    pub size: usize,
+    /// Every byte of the span reads as zero.
+    pub zeroed: bool,
+}
+
+/// Why a [`PageSource`] could not hand out memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceError {
+    /// The operating system (or the source's fixed buffer) has no more memory for this
+    /// request: `ENOMEM`, a resource limit (`RLIMIT_AS`, `RLIMIT_DATA`), or an exhausted arena.
+    OutOfMemory,
+    /// The request cannot be expressed (size or alignment overflow).
+    InvalidRequest,
+}
+
+/// A supplier of page-granular spans. See the [module documentation](self) for the contract.
+///
+/// # Safety
+///
+/// Implementations must uphold the contract above: spans they return are valid for reads and
+/// writes for `size` bytes, aligned as asked, disjoint from every other live span, and stay
+/// valid until released. The allocator's memory safety rests on it.
+pub unsafe trait PageSource: Sync {
+    /// Obtain a span of `size` bytes aligned to `align`.
+    ///
+    /// # Safety
+    ///
+    /// `size` is a non-zero multiple of [`PAGE_SIZE`]; `align` is a power of two, at least
+    /// [`PAGE_SIZE`].
+    unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError>;
+
+    /// Give back `size` bytes at `ptr` for good.
+    ///
+    /// # Safety
+    ///
+    /// `[ptr, ptr + size)` is a whole span returned by [`alloc`](Self::alloc), or a page-aligned
+    /// prefix or suffix of one, not yet released; nothing uses it afterwards.
+    unsafe fn release(&self, ptr: *mut u8, size: usize);
+
+    /// Drop the physical memory behind `size` bytes at `ptr`, keeping the range valid.
+    /// Returns `true` if the range reads as zero afterwards.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` and `size` are page-aligned and inside a live span; nothing in the range is in use.
+    unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool;
+
+    /// Milliseconds from some fixed point, used to delay purging. A source with no clock
+    /// returns 0, and then memory is purged as soon as it is free.
+    fn now_ms(&self) -> u64 {
+        0
+    }
+
+    /// A random value for the free-list secret. Sources backed by an OS return real entropy;
+    /// the default mixes the address of a stack variable (ASLR) into a constant.
+    fn entropy(&self) -> u64 {
+        let probe = 0u8;
+        let addr = core::ptr::addr_of!(probe) as u64;
+        crate::util::mix64(addr ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// Take the source's own lock (if any) before `fork()`; paired with
+    /// [`after_fork`](Self::after_fork) in both parent and child.
+    fn before_fork(&self) {}
+
+    /// Release the lock taken by [`before_fork`](Self::before_fork).
+    ///
+    /// # Safety
+    ///
+    /// Called exactly once after each `before_fork`, in the parent and in the child.
+    unsafe fn after_fork(&self) {}
+}
+
+// SAFETY: a shared reference to a source is a source: the trait takes `&self` throughout.
+unsafe impl<S: PageSource + ?Sized> PageSource for &S {
+    unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
+        // SAFETY: the caller upholds `alloc`'s contract; we forward it unchanged.
+        unsafe { (**self).alloc(size, align) }
+    }
+    unsafe fn release(&self, ptr: *mut u8, size: usize) {
+        // SAFETY: forwarded unchanged.
+        unsafe { (**self).release(ptr, size) }
+    }
+    unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
+        // SAFETY: forwarded unchanged.
+        unsafe { (**self).purge(ptr, size) }
+    }
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
+    }
+    fn entropy(&self) -> u64 {
+        (**self).entropy()
+    }
+    fn before_fork(&self) {
+        (**self).before_fork()
+    }
+    unsafe fn after_fork(&self) {
+        // SAFETY: forwarded unchanged.
+        unsafe { (**self).after_fork() }
+    }
+}
