@@ -1,1 +1,161 @@
-//! (being written)
+//! A pagebreak [`PageSource`] over anonymous `mmap`/`munmap`/`madvise`.
+//!
+//! Every span is its own private anonymous mapping (`MAP_NORESERVE`: address space is cheap,
+//! pages are committed on first touch). Alignment costs nothing when the kernel happens to place
+//! the map on an aligned address, which is common: it stacks new maps right below the previous
+//! ones, so spans whose size is a multiple of their alignment stay aligned. Otherwise the span
+//! is over-mapped by `align - PAGE_SIZE` and the unaligned head and tail are unmapped.
+//!
+//! Runs inside `malloc`: no allocation, no locks, only `libc` calls.
+
+#![no_std]
+
+mod os;
+
+use alloc_core::{PageSource, SourceError, Span, PAGE_SIZE};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Spans at least this large get `MADV_HUGEPAGE` when huge pages are switched on: a smaller
+/// span cannot hold a whole 2 MiB huge page.
+const HUGE_PAGE_SIZE: usize = 2 << 20;
+
+/// A [`PageSource`] backed by anonymous `mmap`. Stateless apart from two counters, so it can
+/// live in a `static` and be shared by every thread.
+#[derive(Debug)]
+pub struct MmapSource {
+    /// Advise transparent huge pages for large spans.
+    thp: AtomicBool,
+    /// Bytes currently mapped on behalf of callers (statistics only).
+    mapped: AtomicUsize,
+}
+
+impl MmapSource {
+    /// A source with huge pages off and nothing mapped.
+    pub const fn new() -> Self {
+        Self {
+            thp: AtomicBool::new(false),
+            mapped: AtomicUsize::new(0),
+        }
+    }
+
+    /// Switch `MADV_HUGEPAGE` on or off for spans of 2 MiB or more mapped from now on.
+    pub fn set_huge_pages(&self, on: bool) {
+        self.thp.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether large spans are advised to use transparent huge pages.
+    pub fn huge_pages(&self) -> bool {
+        self.thp.load(Ordering::Relaxed)
+    }
+
+    /// Bytes currently handed out and not yet released.
+    pub fn mapped_bytes(&self) -> usize {
+        self.mapped.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for MmapSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Map `len` bytes of fresh anonymous memory anywhere; `None` if the kernel refuses.
+fn map(len: usize) -> Option<usize> {
+    // SAFETY: an anonymous mapping with a null hint creates new memory and touches no existing
+    // mapping; the arguments are plain values.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        Some(p as usize)
+    }
+}
+
+/// Unmap `[addr, addr + len)`; a no-op for `len == 0`.
+///
+/// # Safety
+///
+/// The range is page-aligned, was mapped by this source, and nothing uses it afterwards.
+unsafe fn unmap(addr: usize, len: usize) {
+    if len != 0 {
+        // SAFETY: the caller owns the range and gives it up. munmap of a valid range only fails
+        // if splitting a mapping would exceed vm.max_map_count; the range then stays mapped,
+        // which leaks address space but is never unsafe.
+        unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    }
+}
+
+// SAFETY: each span is a fresh private mapping (or the aligned middle of one), so it is readable,
+// writable, exactly `size` bytes, aligned as asked, disjoint from every other live mapping, and
+// stays mapped until `release` unmaps it.
+unsafe impl PageSource for MmapSource {
+    unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
+        if size == 0 || size & (PAGE_SIZE - 1) != 0 || !align.is_power_of_two() || align < PAGE_SIZE
+        {
+            return Err(SourceError::InvalidRequest);
+        }
+        let over = size
+            .checked_add(align - PAGE_SIZE)
+            .ok_or(SourceError::InvalidRequest)?;
+
+        // Optimistic: an exact-size map is often already aligned (always for 4 KiB).
+        let mut start = map(size).ok_or(SourceError::OutOfMemory)?;
+        if start & (align - 1) != 0 {
+            // SAFETY: we just mapped it and nobody has seen it.
+            unsafe { unmap(start, size) };
+            let base = map(over).ok_or(SourceError::OutOfMemory)?;
+            start = (base + align - 1) & !(align - 1);
+            let head = start - base;
+            // SAFETY: head and tail are the parts of our fresh map outside the aligned span;
+            // `start + size <= base + over` because `head <= align - PAGE_SIZE`.
+            unsafe {
+                unmap(base, head);
+                unmap(start + size, over - head - size);
+            }
+        }
+
+        if size >= HUGE_PAGE_SIZE && self.thp.load(Ordering::Relaxed) {
+            // SAFETY: advice on our own fresh span; it changes no contents. Failure (THP not
+            // built in or disabled) just means small pages.
+            unsafe { libc::madvise(start as *mut libc::c_void, size, libc::MADV_HUGEPAGE) };
+        }
+        self.mapped.fetch_add(size, Ordering::Relaxed);
+        Ok(Span {
+            ptr: start as *mut u8,
+            size,
+            zeroed: true,
+        })
+    }
+
+    unsafe fn release(&self, ptr: *mut u8, size: usize) {
+        // SAFETY: the caller gives up a page-aligned whole span, prefix or suffix we mapped.
+        unsafe { unmap(ptr as usize, size) };
+        self.mapped.fetch_sub(size, Ordering::Relaxed);
+    }
+
+    unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
+        // SAFETY: the caller passes a page-aligned range inside a live span with nothing in use;
+        // MADV_DONTNEED on private anonymous memory drops the pages and later reads see zeros.
+        // It fails (EINVAL) on mlock()ed pages, which keep their contents: then say so.
+        unsafe { libc::madvise(ptr.cast(), size, libc::MADV_DONTNEED) == 0 }
+    }
+
+    fn now_ms(&self) -> u64 {
+        os::now_ms()
+    }
+
+    fn entropy(&self) -> u64 {
+        os::entropy()
+    }
+}

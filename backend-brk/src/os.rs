@@ -1,0 +1,54 @@
+//! Clock and entropy from the C library (vDSO and auxiliary vector: no real syscalls).
+//! A twin of this file lives in backend-mmap, so the backends stay independent.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// `clock_gettime(clock)` in nanoseconds, 0 if the clock is unavailable.
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// Monotonic milliseconds. The coarse clock (tick resolution) is enough to delay purging and
+/// is the cheapest one the vDSO offers.
+pub(crate) fn now_ms() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
+}
+
+/// SplitMix64's finaliser: every input bit affects every output bit.
+fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A random 64-bit value: the kernel's 16 `AT_RANDOM` bytes (set at exec), mixed with the fine
+/// clock, a stack address (ASLR) and a call counter so that successive calls differ.
+pub(crate) fn entropy() -> u64 {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: getauxval only reads the auxiliary vector; it has no preconditions.
+    let at = unsafe { libc::getauxval(libc::AT_RANDOM) } as *const u8;
+    let seed = if at.is_null() {
+        0
+    } else {
+        // SAFETY: AT_RANDOM, when present, points at 16 readable bytes that live for the whole
+        // process; they need not be 8-aligned, hence the unaligned reads.
+        unsafe { at.cast::<u64>().read_unaligned() ^ at.add(8).cast::<u64>().read_unaligned() }
+    };
+    let probe = 0u8;
+    let stack = core::ptr::addr_of!(probe) as u64;
+    let clock = clock_ns(libc::CLOCK_MONOTONIC);
+    mix64(seed ^ mix64(clock ^ stack.rotate_left(32) ^ calls.wrapping_mul(GOLDEN)))
+}
