@@ -42,6 +42,10 @@
 //! calls `sbrk` or `brk` from another thread at the same moment races with us exactly as it
 //! would with glibc's `malloc`. Code that lowers the break below memory it did not take
 //! (ours) is unsupported.
+//!
+//! `before_fork` takes the source's lock and `after_fork` releases it (in parent and child), so
+//! a child never inherits a half-updated table. The global `sbrk` lock is only ever held inside
+//! a source's lock, so it is free at that point too.
 
 #![no_std]
 
