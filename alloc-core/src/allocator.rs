@@ -1,0 +1,920 @@
+//! The allocator: the page source, the segment map, and the state heaps share (the heap pool,
+//! abandoned segments, the span cache, counters). Entry points take the calling thread's heap
+//! explicitly; binding a heap to each thread is the embedder's job (see `alloc-ffi`).
+
+use core::ptr::{self, addr_of_mut};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::checks::{report, Call, Misuse, MisuseKind};
+use crate::heap::{bump, Heap};
+use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO, DELAY_USE};
+use crate::segment::{
+    Segment, SegmentHeader, KIND_FREE, KIND_LARGE, KIND_MEDIUM, KIND_SMALL, LARGE_FREE, LARGE_LIVE,
+};
+use crate::segment_map::{SegmentMap, SEGMENT_START};
+use crate::size_class::{aligned_class, class_size, DIRECT_MAX, MEDIUM_MAX, NUM_CLASSES};
+use crate::source::{PageSource, Span};
+use crate::span_cache::{SpanCache, Work};
+use crate::stats::Stats;
+use crate::util::{align_up, SpinLock};
+use crate::{PAGE_SIZE, SEGMENT_SIZE};
+
+/// Bytes before a large block: its segment header. 128 keeps large blocks 128-byte aligned.
+const LARGE_HEADER: usize = 128;
+/// Default delay before free memory is purged. Page faults cost about 0.25 us per 4 KiB page
+/// on these VMs; 100 ms lets a program that frees and reallocates in bursts keep its pages,
+/// and an idle one still shrinks within a tenth of a second of its next allocator call.
+pub const DEFAULT_PURGE_DELAY_MS: u64 = 100;
+/// Largest alignment served (1 GiB); larger requests fail as out of memory.
+pub const MAX_ALIGN: usize = 1 << 30;
+/// Largest request served; larger ones fail as out of memory (as glibc does past PTRDIFF_MAX).
+pub const MAX_ALLOC: usize = isize::MAX as usize - 2 * MAX_ALIGN;
+
+struct HeapPool {
+    free: *mut Heap,
+    all: *mut Heap,
+}
+// SAFETY: the pool only holds pointers to heap metadata owned by the allocator, used under lock.
+unsafe impl Send for HeapPool {}
+
+struct Abandoned {
+    head: *mut Segment,
+}
+// SAFETY: as for HeapPool.
+unsafe impl Send for Abandoned {}
+
+/// Counters shared by all heaps, updated on cold paths.
+struct Counters {
+    reserved: AtomicUsize,
+    peak_reserved: AtomicUsize,
+    segments: AtomicUsize,
+    large_live_bytes: AtomicUsize,
+    large_live_count: AtomicUsize,
+    purges: AtomicUsize,
+    purged_bytes: AtomicUsize,
+    orphan_class_live: [AtomicUsize; NUM_CLASSES],
+    heaps: AtomicUsize,
+}
+
+/// A complete allocator over the page source `S`. `const`-constructible, so it can be a
+/// `static`; it must not move once heaps exist.
+pub struct Allocator<S: PageSource> {
+    source: S,
+    pub(crate) map: SegmentMap,
+    secret: AtomicUsize,
+    purge_delay: AtomicU64,
+    pool: SpinLock<HeapPool>,
+    abandoned: SpinLock<Abandoned>,
+    abandoned_count: AtomicUsize,
+    cache: SpinLock<SpanCache>,
+    cache_deadline: AtomicU64,
+    counters: Counters,
+}
+
+impl<S: PageSource> Allocator<S> {
+    /// An allocator drawing memory from `source`. Misuse is reported through
+    /// [`set_misuse_handler`](crate::checks::set_misuse_handler).
+    pub const fn new(source: S) -> Self {
+        Allocator {
+            source,
+            map: SegmentMap::new(),
+            secret: AtomicUsize::new(0),
+            purge_delay: AtomicU64::new(DEFAULT_PURGE_DELAY_MS),
+            pool: SpinLock::new(HeapPool { free: ptr::null_mut(), all: ptr::null_mut() }),
+            abandoned: SpinLock::new(Abandoned { head: ptr::null_mut() }),
+            abandoned_count: AtomicUsize::new(0),
+            cache: SpinLock::new(SpanCache::new()),
+            cache_deadline: AtomicU64::new(u64::MAX),
+            counters: Counters {
+                reserved: AtomicUsize::new(0),
+                peak_reserved: AtomicUsize::new(0),
+                segments: AtomicUsize::new(0),
+                large_live_bytes: AtomicUsize::new(0),
+                large_live_count: AtomicUsize::new(0),
+                purges: AtomicUsize::new(0),
+                purged_bytes: AtomicUsize::new(0),
+                orphan_class_live: [const { AtomicUsize::new(0) }; NUM_CLASSES],
+                heaps: AtomicUsize::new(0),
+            },
+        }
+    }
+
+    /// The page source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// Delay before free pages are purged, in milliseconds.
+    pub fn purge_delay_ms(&self) -> u64 {
+        self.purge_delay.load(Ordering::Relaxed)
+    }
+
+    /// Set the purge delay (0: purge as soon as memory is free).
+    pub fn set_purge_delay_ms(&self, ms: u64) {
+        self.purge_delay.store(ms, Ordering::Relaxed);
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn report(&self, call: Call, kind: MisuseKind, ptr: usize) -> ! {
+        report(Misuse { call, kind, ptr })
+    }
+
+    fn secret(&self) -> usize {
+        let s = self.secret.load(Ordering::Relaxed);
+        if s != 0 {
+            return s;
+        }
+        let fresh = (self.source.entropy() as usize) | 1;
+        match self.secret.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => fresh,
+            Err(current) => current,
+        }
+    }
+
+    // ---------------------------------------------------------------- heaps
+
+    /// A fresh heap for one thread, or null when out of memory. Heaps are recycled, never
+    /// returned to the source: a program that creates thousands of threads reuses a few.
+    pub fn new_heap(&self) -> *mut Heap {
+        let secret = self.secret();
+        let mut pool = self.pool.lock();
+        if pool.free.is_null() {
+            let size = align_up(core::mem::size_of::<Heap>() * 16, PAGE_SIZE).unwrap_or(PAGE_SIZE);
+            // SAFETY: size is a page multiple, PAGE_SIZE a valid alignment.
+            let Ok(span) = (unsafe { self.source.alloc(size, PAGE_SIZE) }) else {
+                return ptr::null_mut();
+            };
+            self.add_reserved(size);
+            let count = size / core::mem::size_of::<Heap>();
+            for i in 0..count {
+                // SAFETY: heap i lies inside the fresh span, properly aligned (Heap's
+                // alignment divides PAGE_SIZE and its size).
+                unsafe {
+                    let heap = span.ptr.add(i * core::mem::size_of::<Heap>()).cast::<Heap>();
+                    ptr::write(heap, Heap::blank(false));
+                    (*heap).all_next = pool.all;
+                    pool.all = heap;
+                    (*heap).pool_next = pool.free;
+                    pool.free = heap;
+                }
+            }
+        }
+        let heap = pool.free;
+        // SAFETY: heaps in the pool's free list are initialised and unused.
+        unsafe {
+            pool.free = (*heap).pool_next;
+            drop(pool);
+            (*heap).pool_next = ptr::null_mut();
+            (*heap).live = true;
+            (*heap).secret = secret;
+            (*heap).key = secret ^ crate::util::mix64(heap as u64) as usize;
+        }
+        self.counters.heaps.fetch_add(1, Ordering::Relaxed);
+        heap
+    }
+
+    /// Retire a heap when its thread exits: its segments are abandoned (other heaps adopt
+    /// them), and the heap goes back to the pool. Blocks it handed out stay valid and can be
+    /// freed from any thread.
+    ///
+    /// # Safety
+    ///
+    /// `heap` came from [`new_heap`](Self::new_heap) of this allocator, is not in use by any
+    /// thread, and is not used after this call.
+    pub unsafe fn retire_heap(&self, heap: *mut Heap) {
+        // SAFETY: per the contract the heap is ours alone.
+        unsafe {
+            (*heap).abandon(self);
+            (*heap).live = false;
+            let mut pool = self.pool.lock();
+            (*heap).pool_next = pool.free;
+            pool.free = heap;
+        }
+        self.counters.heaps.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    // ---------------------------------------------------------------- malloc
+
+    /// Pop `block` from `page`'s free list.
+    ///
+    /// # Safety
+    ///
+    /// `page` is owned by the caller's heap and `block` is its non-null `free` head.
+    #[inline(always)]
+    pub(crate) unsafe fn pop(page: *mut Page, block: *mut Block) -> *mut u8 {
+        // SAFETY: `block` is a free block of `page` (caller's contract).
+        unsafe {
+            let next = (*page).decode((*block).next);
+            if !(*page).link_ok(next) {
+                corrupt_list(block as usize);
+            }
+            (*page).free = (*page).block_at(next);
+            (*page).used += 1;
+            (*block).canary = 0;
+        }
+        block.cast()
+    }
+
+    /// The malloc fast path alone: a block of `size` bytes from the heap's direct table, or
+    /// null if the slow path is needed. About a dozen instructions.
+    ///
+    /// # Safety
+    ///
+    /// `heap` is the calling thread's heap (possibly a placeholder) of this allocator.
+    #[inline(always)]
+    pub unsafe fn malloc_fast(heap: *mut Heap, size: usize) -> *mut u8 {
+        if size <= DIRECT_MAX {
+            // SAFETY: the direct table always points at a page (EMPTY_PAGE at worst).
+            unsafe {
+                let page = (*heap).direct[(size + 15) >> 4];
+                let block = (*page).free;
+                if !block.is_null() {
+                    return Self::pop(page, block);
+                }
+            }
+        }
+        ptr::null_mut()
+    }
+
+    /// Allocate `size` bytes (16-byte aligned); null when out of memory.
+    ///
+    /// # Safety
+    ///
+    /// `heap` is a live heap of this allocator owned by the calling thread.
+    #[inline(always)]
+    pub unsafe fn malloc(&self, heap: *mut Heap, size: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe {
+            let p = Self::malloc_fast(heap, size);
+            if !p.is_null() {
+                return p;
+            }
+            self.malloc_slow(heap, size, false)
+        }
+    }
+
+    /// The slow path of malloc (and of calloc with `zero`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`malloc`](Self::malloc).
+    #[inline(never)]
+    pub unsafe fn malloc_slow(&self, heap: *mut Heap, size: usize, zero: bool) -> *mut u8 {
+        if size > MAX_ALLOC {
+            return ptr::null_mut();
+        }
+        // SAFETY: forwarded contract.
+        unsafe { (*heap).malloc_generic(self, size, zero) }
+    }
+
+    /// Allocate `size` zeroed bytes; the memset is skipped for memory the source gave zeroed.
+    ///
+    /// # Safety
+    ///
+    /// As for [`malloc`](Self::malloc).
+    #[inline]
+    pub unsafe fn zalloc(&self, heap: *mut Heap, size: usize) -> *mut u8 {
+        if size <= DIRECT_MAX {
+            // SAFETY: as in malloc_fast.
+            unsafe {
+                let page = (*heap).direct[(size + 15) >> 4];
+                let block = (*page).free;
+                if !block.is_null() {
+                    let zeroed = (*page).free_is_zero;
+                    let p = Self::pop(page, block);
+                    if zeroed {
+                        p.cast::<usize>().write(0);
+                    } else {
+                        ptr::write_bytes(p, 0, size);
+                    }
+                    return p;
+                }
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.malloc_slow(heap, size, true) }
+    }
+
+    /// Allocate `size` bytes aligned to `align` (a power of two); null when out of memory or
+    /// when `align` exceeds [`MAX_ALIGN`].
+    ///
+    /// Small and medium requests take the smallest size class whose block size is a multiple
+    /// of `align` (pages start 64 KiB-aligned, so every block of such a class is aligned):
+    /// no padding, and `free` needs no special case.
+    ///
+    /// # Safety
+    ///
+    /// As for [`malloc`](Self::malloc).
+    pub unsafe fn malloc_aligned(&self, heap: *mut Heap, size: usize, align: usize, zero: bool) -> *mut u8 {
+        debug_assert!(align.is_power_of_two());
+        // SAFETY: forwarded contract.
+        unsafe {
+            if align <= 16 {
+                return if zero { self.zalloc(heap, size) } else { self.malloc(heap, size) };
+            }
+            if align > MAX_ALIGN || size > MAX_ALLOC {
+                return ptr::null_mut();
+            }
+            if let Some(class) = aligned_class(size, align) {
+                let block_size = class_size(class);
+                let p = if zero { self.zalloc(heap, block_size) } else { self.malloc(heap, block_size) };
+                debug_assert!(p as usize % align == 0);
+                return p;
+            }
+            if !(*heap).is_live() {
+                return ptr::null_mut();
+            }
+            self.alloc_large(&*heap, size, align, zero)
+        }
+    }
+
+    // ---------------------------------------------------------------- free
+
+    /// The page holding `p`, which must be a block of a page segment.
+    ///
+    /// # Safety
+    ///
+    /// `p` lies in a live page segment.
+    #[inline(always)]
+    pub(crate) unsafe fn page_of(p: *mut u8) -> *mut Page {
+        let seg = Segment::of(p);
+        // SAFETY: per the contract the header is live; the slot index is < MAX_SLOTS because
+        // p is inside the segment and the shift is at least the small page shift.
+        unsafe {
+            let slot = (p as usize - seg as usize) >> (*seg).header.page_shift;
+            addr_of_mut!((*seg).pages[slot])
+        }
+    }
+
+    /// Free `p` (null is ignored). Reports and does not return on a double free or a pointer
+    /// this allocator did not hand out.
+    ///
+    /// # Safety
+    ///
+    /// `heap` is the calling thread's heap of this allocator (a placeholder is fine). `p` is
+    /// null or was returned by this allocator; misuse of a pointer that was is detected.
+    #[inline(always)]
+    pub unsafe fn free(&self, heap: *mut Heap, p: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { self.free_as(heap, p, Call::Free) }
+    }
+
+    /// [`free`](Self::free), naming `call` in a misuse report.
+    ///
+    /// # Safety
+    ///
+    /// As for [`free`](Self::free).
+    #[inline(always)]
+    pub unsafe fn free_as(&self, heap: *mut Heap, p: *mut u8, call: Call) {
+        if p.is_null() {
+            return;
+        }
+        let entry = self.map.get(p as usize);
+        if entry != SEGMENT_START {
+            // SAFETY: forwarded contract.
+            return unsafe { self.free_special(heap, p, entry, call) };
+        }
+        let seg = Segment::of(p);
+        // SAFETY: the map says a segment header starts at `seg`.
+        unsafe {
+            let kind = (*seg).header.kind;
+            if kind != KIND_SMALL && kind != KIND_MEDIUM {
+                return self.free_special(heap, p, entry, call);
+            }
+            let page = Self::page_of(p);
+            if !(*page).is_block_start(p as usize) {
+                self.report(call, MisuseKind::InvalidPointer, p as usize);
+            }
+            let block = p.cast::<Block>();
+            if (*block).canary == (*page).canary(p as usize) {
+                self.report(call, MisuseKind::DoubleFree, p as usize);
+            }
+            if (*page).heap.load(Ordering::Relaxed) == heap as usize {
+                (*heap).free_local(self, page, block);
+            } else {
+                self.free_remote(heap, page, block);
+            }
+        }
+    }
+
+    /// Free a block of a page another heap owns (or that is abandoned): one CAS onto its
+    /// `thread_free`, or onto the owner's delayed list if the page is in its full queue.
+    #[inline(never)]
+    unsafe fn free_remote(&self, heap: *mut Heap, page: *mut Page, block: *mut Block) {
+        // SAFETY: `block` is a live block of `page` (checked by the caller); page metadata is
+        // live while any block of it is.
+        unsafe {
+            (*block).canary = (*page).canary(block as usize);
+            let mut current = (*page).thread_free.load(Ordering::Relaxed);
+            let notify = loop {
+                let state = current & DELAY_MASK;
+                let (new, notify) = if state == DELAY_USE {
+                    ((current & !DELAY_MASK) | DELAY_FREEING, true)
+                } else {
+                    (*block).next = (*page).encode(current & !DELAY_MASK);
+                    ((block as usize) | state, false)
+                };
+                match (*page).thread_free.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => break notify,
+                    Err(seen) => current = seen,
+                }
+            };
+            if notify {
+                // The owner waits for DELAY_FREEING to clear before it abandons the heap, so
+                // the heap is live here.
+                let owner = (*page).heap.load(Ordering::Acquire) as *mut Heap;
+                let addr = block.expose_provenance();
+                let mut head = (*owner).delayed_free.load(Ordering::Relaxed);
+                loop {
+                    (*block).next = head;
+                    match (*owner).delayed_free.compare_exchange_weak(
+                        head,
+                        (*owner).encode_delayed(addr),
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => break,
+                        Err(seen) => head = seen,
+                    }
+                }
+                (*page).set_delay_from_freeing(DELAY_NO);
+            }
+            if (*heap).is_live() {
+                bump(&(*heap).counters.remote_frees, 1);
+            }
+        }
+    }
+
+    /// Free a pointer whose chunk is not a plain segment start: a large block, a block
+    /// aligned to 4 MiB or more, or a pointer that is not ours.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_special(&self, heap: *mut Heap, p: *mut u8, entry: u8, call: Call) {
+        // SAFETY: `large_header` validates before anything is written.
+        unsafe {
+            let hdr = self.large_header(p, entry, call);
+            if (*hdr).large_state.swap(LARGE_FREE, Ordering::AcqRel) != LARGE_LIVE {
+                self.report(call, MisuseKind::DoubleFree, p as usize);
+            }
+            let offset = (*hdr).block_offset;
+            if offset >= SEGMENT_SIZE {
+                self.map.clear(p as usize);
+            }
+            (*hdr).kind = KIND_FREE;
+            self.counters.large_live_bytes.fetch_sub((*hdr).requested, Ordering::Relaxed);
+            self.counters.large_live_count.fetch_sub(1, Ordering::Relaxed);
+            let _ = heap;
+            self.cache_put(hdr.cast(), (*hdr).span_size);
+        }
+    }
+
+    /// The header of the large block `p` (validated: ours, live or freed-and-cached, and
+    /// exactly the block start); reports otherwise.
+    unsafe fn large_header(&self, p: *mut u8, entry: u8, call: Call) -> *mut SegmentHeader {
+        if entry == 0 {
+            self.report(call, MisuseKind::InvalidPointer, p as usize);
+        }
+        let hdr_addr = SegmentMap::header_addr(p as usize, entry);
+        let hdr: *mut SegmentHeader = p.with_addr(hdr_addr).cast();
+        // SAFETY: the map says a segment header lives at `hdr_addr` (in our span).
+        unsafe {
+            let kind = (*hdr).kind;
+            let exact = (*hdr).block_offset != 0 && hdr_addr + (*hdr).block_offset == p as usize;
+            if kind == KIND_LARGE && exact {
+                return hdr;
+            }
+            if kind == KIND_FREE && exact {
+                self.report(call, MisuseKind::DoubleFree, p as usize);
+            }
+            self.report(call, MisuseKind::InvalidPointer, p as usize)
+        }
+    }
+
+    // ---------------------------------------------------------------- realloc, sizes
+
+    /// Bytes usable at `p` (0 for null). Reports a pointer that is not a live block.
+    ///
+    /// # Safety
+    ///
+    /// `p` is null or was returned by this allocator.
+    pub unsafe fn usable_size(&self, p: *mut u8) -> usize {
+        // SAFETY: forwarded contract.
+        unsafe { self.checked_size(p, Call::UsableSize) }
+    }
+
+    unsafe fn checked_size(&self, p: *mut u8, call: Call) -> usize {
+        if p.is_null() {
+            return 0;
+        }
+        let entry = self.map.get(p as usize);
+        // SAFETY: the map vouches for the header; checks precede every use.
+        unsafe {
+            if entry == SEGMENT_START {
+                let seg = Segment::of(p);
+                let kind = (*seg).header.kind;
+                if kind == KIND_SMALL || kind == KIND_MEDIUM {
+                    let page = Self::page_of(p);
+                    if !(*page).is_block_start(p as usize) {
+                        self.report(call, MisuseKind::InvalidPointer, p as usize);
+                    }
+                    if (*p.cast::<Block>()).canary == (*page).canary(p as usize) {
+                        self.report(call, MisuseKind::DoubleFree, p as usize);
+                    }
+                    return (*page).block_size;
+                }
+            }
+            let hdr = self.large_header(p, entry, call);
+            (*hdr).span_size - (*hdr).block_offset
+        }
+    }
+
+    /// Resize `p` to `size` bytes keeping `align` (16 for plain realloc): in place when the
+    /// block's class or span allows, else allocate, copy, free. Null when out of memory (then
+    /// `p` is untouched). `p` null: allocate.
+    ///
+    /// # Safety
+    ///
+    /// `heap` is a live heap of this allocator owned by the calling thread; `p` is null or was
+    /// returned by this allocator with alignment `align`.
+    pub unsafe fn realloc(&self, heap: *mut Heap, p: *mut u8, size: usize, align: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe {
+            if p.is_null() {
+                return self.malloc_aligned(heap, size, align, false);
+            }
+            let old = self.checked_size(p, Call::Realloc);
+            let entry = self.map.get(p as usize);
+            let large = entry != SEGMENT_START || (*Segment::of(p)).header.kind == KIND_LARGE;
+            // Keep the block if it fits and would not waste more than half of it.
+            if size <= old && (size >= old / 2 || old <= 64) {
+                if large {
+                    let hdr = self.large_header(p, entry, Call::Realloc);
+                    let delta = size as isize - (*hdr).requested as isize;
+                    (*hdr).requested = size;
+                    bump_shared(&self.counters.large_live_bytes, delta);
+                }
+                return p;
+            }
+            let new = self.malloc_aligned(heap, size, align, false);
+            if new.is_null() {
+                return new;
+            }
+            ptr::copy_nonoverlapping(p, new, old.min(size));
+            self.free_as(heap, p, Call::Realloc);
+            new
+        }
+    }
+
+    // ---------------------------------------------------------------- large blocks
+
+    /// A block of its own span: header at the span start, block `max(128, align)` further.
+    ///
+    /// # Safety
+    ///
+    /// `heap` is the calling thread's live heap.
+    pub(crate) unsafe fn alloc_large(&self, heap: &Heap, size: usize, align: usize, zero: bool) -> *mut u8 {
+        let _ = heap;
+        let offset = align.max(LARGE_HEADER);
+        let span_align = align.max(SEGMENT_SIZE);
+        let Some(span_size) = offset.checked_add(size).and_then(|n| align_up(n, PAGE_SIZE)) else {
+            return ptr::null_mut();
+        };
+        let Some(span) = self.obtain_span(span_size, span_align) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: the span is ours and at least `offset + size` bytes.
+        unsafe {
+            let hdr = span.ptr.cast::<SegmentHeader>();
+            ptr::write(
+                hdr,
+                SegmentHeader {
+                    kind: KIND_LARGE,
+                    large_state: core::sync::atomic::AtomicU8::new(LARGE_LIVE),
+                    page_shift: 0,
+                    span_size: span.size,
+                    block_offset: offset,
+                    requested: size,
+                },
+            );
+            let block = span.ptr.add(offset);
+            let mut mapped = self.map.set(&self.source, span.ptr as usize, SEGMENT_START);
+            if offset >= SEGMENT_SIZE {
+                let back = (offset / SEGMENT_SIZE).trailing_zeros() as u8;
+                mapped &= self.map.set(&self.source, block as usize, 2 + back);
+            }
+            if !mapped {
+                (*hdr).kind = KIND_FREE;
+                self.map.clear(span.ptr as usize);
+                self.release_span(span.ptr, span.size);
+                return ptr::null_mut();
+            }
+            if zero && !span.zeroed {
+                ptr::write_bytes(block, 0, size);
+            }
+            self.counters.large_live_bytes.fetch_add(size, Ordering::Relaxed);
+            self.counters.large_live_count.fetch_add(1, Ordering::Relaxed);
+            block
+        }
+    }
+
+    // ---------------------------------------------------------------- spans and segments
+
+    fn add_reserved(&self, size: usize) {
+        let now = self.counters.reserved.fetch_add(size, Ordering::Relaxed) + size;
+        self.counters.peak_reserved.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// A span from the cache or the source. On failure the cache is emptied back to the
+    /// source and the request retried once: cached address space must not cause an ENOMEM.
+    fn obtain_span(&self, size: usize, align: usize) -> Option<Span> {
+        if let Some(span) = self.cache.lock().take(size, align) {
+            return Some(span);
+        }
+        for attempt in 0..2 {
+            // SAFETY: size is a non-zero page multiple; align a power of two >= SEGMENT_SIZE.
+            match unsafe { self.source.alloc(size, align) } {
+                Ok(span) => {
+                    self.add_reserved(span.size);
+                    return Some(span);
+                }
+                Err(_) if attempt == 0 => self.maintain_cache(self.source.now_ms(), true),
+                Err(_) => {}
+            }
+        }
+        None
+    }
+
+    fn release_span(&self, ptr: *mut u8, size: usize) {
+        self.map.clear(ptr as usize);
+        self.counters.reserved.fetch_sub(size, Ordering::Relaxed);
+        // SAFETY: the span came from our source and nothing uses it any more.
+        unsafe { self.source.release(ptr, size) };
+    }
+
+    fn cache_put(&self, ptr: *mut u8, size: usize) {
+        let now = self.source.now_ms();
+        let evicted = self.cache.lock().put(ptr, size, now);
+        if let Some((old, old_size)) = evicted {
+            self.release_span(old, old_size);
+        }
+        let deadline = if now == 0 { 0 } else { now + self.purge_delay_ms() };
+        self.cache_deadline.fetch_min(deadline, Ordering::Relaxed);
+        if now == 0 {
+            self.maintain_cache(now, false);
+        }
+    }
+
+    pub(crate) fn cache_due(&self) -> bool {
+        self.cache_deadline.load(Ordering::Relaxed) != u64::MAX
+    }
+
+    pub(crate) fn cache_deadline(&self) -> u64 {
+        self.cache_deadline.load(Ordering::Relaxed)
+    }
+
+    /// Purge or release cached spans whose time has come (all of them if `force`).
+    pub(crate) fn maintain_cache(&self, now: u64, force: bool) {
+        if !force && self.cache_deadline.load(Ordering::Relaxed) > now {
+            return;
+        }
+        let delay = self.purge_delay_ms();
+        loop {
+            let mut work = [const { Work::Release(ptr::null_mut(), 0) }; 8];
+            let n = {
+                let mut cache = self.cache.lock();
+                let n = cache.expire(now, delay, force, &mut work);
+                if n == 0 {
+                    let next = cache.next_deadline(delay);
+                    self.cache_deadline.store(next, Ordering::Relaxed);
+                }
+                n
+            };
+            if n == 0 {
+                return;
+            }
+            for item in &work[..n] {
+                match *item {
+                    Work::Release(ptr, size) => self.release_span(ptr, size),
+                    Work::Purge(ptr, size) => {
+                        // SAFETY: the span is out of the cache and unused; header included.
+                        let zeroed = unsafe { self.source.purge(ptr, size) };
+                        self.counters.purges.fetch_add(1, Ordering::Relaxed);
+                        self.counters.purged_bytes.fetch_add(size, Ordering::Relaxed);
+                        let back = self.cache.lock().put_purged(ptr, size, now.saturating_sub(delay), zeroed);
+                        if let Some((p, s)) = back {
+                            self.release_span(p, s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new page segment (small or medium pages), or null when out of memory.
+    pub(crate) fn new_segment(&self, medium: bool) -> *mut Segment {
+        let Some(span) = self.obtain_span(SEGMENT_SIZE, SEGMENT_SIZE) else {
+            return ptr::null_mut();
+        };
+        if !self.map.set(&self.source, span.ptr as usize, SEGMENT_START) {
+            self.release_span(span.ptr, span.size);
+            return ptr::null_mut();
+        }
+        self.counters.segments.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: a whole aligned segment-sized span that nothing else uses.
+        unsafe { Segment::init(span.ptr, medium, span.zeroed) }
+    }
+
+    /// An empty page segment goes to the span cache.
+    pub(crate) fn free_segment(&self, seg: *mut Segment) {
+        // SAFETY: the segment is empty and unlinked from every heap.
+        unsafe { (*seg).header.kind = KIND_FREE };
+        self.counters.segments.fetch_sub(1, Ordering::Relaxed);
+        self.cache_put(seg.cast(), SEGMENT_SIZE);
+    }
+
+    /// Purge the free-but-resident page slots of `seg`, one source call per run of slots.
+    pub(crate) fn purge_segment_slots(&self, seg: *mut Segment) {
+        // SAFETY: the caller owns the segment; dirty slots hold no blocks.
+        unsafe {
+            let mut dirty = (*seg).dirty_slots;
+            let bytes = (*seg).page_bytes();
+            while dirty != 0 {
+                let first = dirty.trailing_zeros() as usize;
+                let run = (dirty >> first).trailing_ones() as usize;
+                let start = Segment::slot_start(seg, first);
+                let zeroed = self.source.purge(start, run * bytes);
+                let mask = if run == 64 { u64::MAX } else { ((1u64 << run) - 1) << first };
+                if zeroed {
+                    (*seg).zero_slots |= mask;
+                }
+                dirty &= !mask;
+                self.counters.purges.fetch_add(1, Ordering::Relaxed);
+                self.counters.purged_bytes.fetch_add(run * bytes, Ordering::Relaxed);
+            }
+            (*seg).dirty_slots = 0;
+        }
+    }
+
+    // ---------------------------------------------------------------- abandonment
+
+    pub(crate) fn has_abandoned(&self) -> bool {
+        self.abandoned_count.load(Ordering::Relaxed) != 0
+    }
+
+    pub(crate) fn push_abandoned(&self, seg: *mut Segment) {
+        let mut list = self.abandoned.lock();
+        // SAFETY: the segment is unlinked from its heap; only the list holds it now.
+        unsafe { (*seg).abandoned_next = list.head };
+        list.head = seg;
+        self.abandoned_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn pop_abandoned(&self) -> *mut Segment {
+        let mut list = self.abandoned.lock();
+        let seg = list.head;
+        if !seg.is_null() {
+            // SAFETY: segments on the list are live and owned by the list.
+            unsafe {
+                list.head = (*seg).abandoned_next;
+                (*seg).abandoned_next = ptr::null_mut();
+            }
+            self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        seg
+    }
+
+    pub(crate) fn orphan_live(&self, class: usize, delta: isize) {
+        bump_shared(&self.counters.orphan_class_live[class], delta);
+    }
+
+    // ---------------------------------------------------------------- maintenance
+
+    /// Free what can be freed now: collect remote frees, return empty pages, adopt and clean
+    /// abandoned segments, purge all free memory and hand the span cache back to the source
+    /// (`malloc_trim`). Returns whether anything was released.
+    ///
+    /// # Safety
+    ///
+    /// `heap` is a live heap of this allocator owned by the calling thread.
+    pub unsafe fn trim(&self, heap: *mut Heap) -> bool {
+        let before = self.counters.reserved.load(Ordering::Relaxed);
+        let purged_before = self.counters.purged_bytes.load(Ordering::Relaxed);
+        // SAFETY: forwarded contract.
+        unsafe {
+            let heap = &mut *heap;
+            while heap.adopt_for_trim(self) {}
+            heap.collect_all(self);
+            heap.maybe_purge(self, true);
+        }
+        self.counters.reserved.load(Ordering::Relaxed) < before
+            || self.counters.purged_bytes.load(Ordering::Relaxed) > purged_before
+    }
+
+    /// Take every lock before `fork()`, so the child finds none held by a thread that does not
+    /// exist there. Pair with [`after_fork_parent`](Self::after_fork_parent) or
+    /// [`after_fork_child`](Self::after_fork_child).
+    pub fn before_fork(&self) {
+        self.pool.raw_lock();
+        self.abandoned.raw_lock();
+        self.cache.raw_lock();
+        self.source.before_fork();
+    }
+
+    /// Release the locks in the parent.
+    ///
+    /// # Safety
+    ///
+    /// Called once after [`before_fork`](Self::before_fork), in the parent.
+    pub unsafe fn after_fork_parent(&self) {
+        // SAFETY: before_fork took each lock; we release each once.
+        unsafe {
+            self.source.after_fork();
+            self.cache.raw_unlock();
+            self.abandoned.raw_unlock();
+            self.pool.raw_unlock();
+        }
+    }
+
+    /// Release the locks in the child (only the forking thread exists there).
+    ///
+    /// # Safety
+    ///
+    /// Called once after [`before_fork`](Self::before_fork), in the child.
+    pub unsafe fn after_fork_child(&self) {
+        // SAFETY: the child is single-threaded: nobody else holds or waits for these locks.
+        unsafe {
+            self.source.after_fork();
+            self.cache.force_unlock();
+            self.abandoned.force_unlock();
+            self.pool.force_unlock();
+        }
+    }
+
+    /// A snapshot of the allocator's counters. Per-class counts are exact as of each page's
+    /// last slow-path event (the fast paths count nothing).
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        let c = &self.counters;
+        for (class, counter) in c.orphan_class_live.iter().enumerate() {
+            stats.class_live[class] = counter.load(Ordering::Relaxed);
+        }
+        let pool = self.pool.lock();
+        let mut heap = pool.all;
+        while !heap.is_null() {
+            // SAFETY: pooled heaps are never freed; counters are atomics.
+            unsafe {
+                for (class, counter) in (*heap).counters.class_live.iter().enumerate() {
+                    stats.class_live[class] = stats.class_live[class].wrapping_add(counter.load(Ordering::Relaxed));
+                }
+                stats.remote_frees += (*heap).counters.remote_frees.load(Ordering::Relaxed);
+                heap = (*heap).all_next;
+            }
+        }
+        drop(pool);
+        stats.large_count = c.large_live_count.load(Ordering::Relaxed);
+        stats.large_bytes = c.large_live_bytes.load(Ordering::Relaxed);
+        stats.allocated = stats.large_bytes
+            + (1..NUM_CLASSES).map(|k| stats.class_live[k] * class_size(k)).sum::<usize>();
+        stats.reserved = c.reserved.load(Ordering::Relaxed);
+        stats.peak_reserved = c.peak_reserved.load(Ordering::Relaxed);
+        stats.segments = c.segments.load(Ordering::Relaxed);
+        stats.purges = c.purges.load(Ordering::Relaxed);
+        stats.purged_bytes = c.purged_bytes.load(Ordering::Relaxed);
+        stats.heaps = c.heaps.load(Ordering::Relaxed);
+        stats.abandoned_segments = self.abandoned_count.load(Ordering::Relaxed);
+        stats.cached_resident = self.cache.lock().resident;
+        stats
+    }
+}
+
+fn bump_shared(counter: &AtomicUsize, delta: isize) {
+    if delta >= 0 {
+        counter.fetch_add(delta as usize, Ordering::Relaxed);
+    } else {
+        counter.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn corrupt_list(addr: usize) -> ! {
+    report(Misuse { call: Call::Malloc, kind: MisuseKind::CorruptFreeList, ptr: addr })
+}
+
+impl Page {
+    /// Leave DELAY_FREEING for `state` (only the remote thread that entered it calls this).
+    pub(crate) fn set_delay_from_freeing(&self, state: usize) {
+        let mut current = self.thread_free.load(Ordering::Relaxed);
+        loop {
+            let new = (current & !DELAY_MASK) | state;
+            match self.thread_free.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
+const _: () = assert!(DELAY_NO == 0 && DELAY_FREEING == 2);
+const _: () = assert!(MEDIUM_MAX < SEGMENT_SIZE);

@@ -1,0 +1,799 @@
+//! A thread-owned heap: per size class a queue of pages, the direct table the malloc fast path
+//! reads, the segments it owns, and the list of segments waiting to be purged.
+//!
+//! Only the owning thread touches a heap, except for [`Heap::delayed_free`], an atomic stack
+//! other threads push onto when they free into one of its *full* pages (so the owner learns the
+//! page has room again without scanning full pages).
+
+use core::ptr::{self, addr_of_mut};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::allocator::Allocator;
+use crate::checks::{Call, MisuseKind};
+use crate::page::{Block, Page, DELAY_NEVER, DELAY_NO, DELAY_USE};
+use crate::segment::Segment;
+use crate::size_class::{class_of, class_size, is_medium, DIRECT_MAX, DIRECT_SLOTS, MEDIUM_MAX, NUM_CLASSES};
+use crate::source::PageSource;
+
+/// The page every direct-table slot of an empty heap points to: never has a free block, so the
+/// fast path falls through to the slow path, and is never written.
+#[repr(transparent)]
+pub(crate) struct SyncPage(pub(crate) Page);
+// SAFETY: EMPTY_PAGE is only ever read (its free list is null, so nothing pops from it).
+unsafe impl Sync for SyncPage {}
+pub(crate) static EMPTY_PAGE: SyncPage = SyncPage(Page::EMPTY);
+
+#[inline(always)]
+fn empty_page() -> *mut Page {
+    ptr::addr_of!(EMPTY_PAGE.0).cast_mut()
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct PageQueue {
+    pub(crate) first: *mut Page,
+    pub(crate) last: *mut Page,
+}
+
+impl PageQueue {
+    const EMPTY: PageQueue = PageQueue { first: ptr::null_mut(), last: ptr::null_mut() };
+
+    /// # Safety
+    /// `page` is a live page not in any queue.
+    unsafe fn push_front(&mut self, page: *mut Page) {
+        // SAFETY: per the contract, `page` and the queue's pages are live metadata we own.
+        unsafe {
+            (*page).prev = ptr::null_mut();
+            (*page).next = self.first;
+            if self.first.is_null() {
+                self.last = page;
+            } else {
+                (*self.first).prev = page;
+            }
+        }
+        self.first = page;
+    }
+
+    /// # Safety
+    /// `page` is a live page not in any queue.
+    unsafe fn push_back(&mut self, page: *mut Page) {
+        // SAFETY: as in push_front.
+        unsafe {
+            (*page).next = ptr::null_mut();
+            (*page).prev = self.last;
+            if self.last.is_null() {
+                self.first = page;
+            } else {
+                (*self.last).next = page;
+            }
+        }
+        self.last = page;
+    }
+
+    /// # Safety
+    /// `page` is in this queue.
+    unsafe fn remove(&mut self, page: *mut Page) {
+        // SAFETY: as in push_front.
+        unsafe {
+            let (prev, next) = ((*page).prev, (*page).next);
+            if prev.is_null() {
+                self.first = next;
+            } else {
+                (*prev).next = next;
+            }
+            if next.is_null() {
+                self.last = prev;
+            } else {
+                (*next).prev = prev;
+            }
+            (*page).next = ptr::null_mut();
+            (*page).prev = ptr::null_mut();
+        }
+    }
+}
+
+/// Per-heap counters, written by the owner with plain load/store pairs (no locked
+/// instruction) and read by anyone taking a statistics snapshot.
+pub(crate) struct HeapCounters {
+    /// Live blocks per class, as of each page's last slow-path event.
+    pub(crate) class_live: [AtomicUsize; NUM_CLASSES],
+    /// Blocks this heap's thread freed into pages owned by other threads.
+    pub(crate) remote_frees: AtomicUsize,
+}
+
+#[inline(always)]
+pub(crate) fn bump(counter: &AtomicUsize, delta: isize) {
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add_signed(delta), Ordering::Relaxed);
+}
+
+/// A heap. Obtain one from [`Allocator::new_heap`]; use it from one thread at a time.
+#[repr(C)]
+pub struct Heap {
+    pub(crate) direct: [*mut Page; DIRECT_SLOTS],
+    pub(crate) live: bool,
+    pub(crate) queues: [PageQueue; NUM_CLASSES],
+    pub(crate) full: PageQueue,
+    /// Blocks freed by other threads into full pages: encoded links, exposed provenance.
+    pub(crate) delayed_free: AtomicUsize,
+    pub(crate) key: usize,
+    pub(crate) secret: usize,
+    pub(crate) segs_all: *mut Segment,
+    pub(crate) segs_free: [*mut Segment; 2],
+    pub(crate) purge_head: *mut Segment,
+    pub(crate) purge_tail: *mut Segment,
+    pub(crate) next_purge: u64,
+    pub(crate) pool_next: *mut Heap,
+    pub(crate) all_next: *mut Heap,
+    pub(crate) counters: HeapCounters,
+}
+
+/// A heap that owns nothing and never allocates: what a thread uses before its first
+/// allocation. Its fast path always misses, and frees through it take the remote path.
+pub struct PlaceholderHeap(Heap);
+// SAFETY: the placeholder is never written (`live == false` stops every slow path) and its
+// only interior-mutable fields are atomics.
+unsafe impl Sync for PlaceholderHeap {}
+
+impl PlaceholderHeap {
+    /// The placeholder.
+    pub const fn new() -> Self {
+        PlaceholderHeap(Heap::blank(false))
+    }
+
+    /// A pointer usable wherever a `*mut Heap` is expected; never written through.
+    pub const fn as_ptr(&'static self) -> *mut Heap {
+        ptr::addr_of!(self.0).cast_mut()
+    }
+}
+
+impl Default for PlaceholderHeap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Heap {
+    pub(crate) const fn blank(live: bool) -> Heap {
+        Heap {
+            direct: [ptr::addr_of!(EMPTY_PAGE.0).cast_mut(); DIRECT_SLOTS],
+            live,
+            queues: [PageQueue::EMPTY; NUM_CLASSES],
+            full: PageQueue::EMPTY,
+            delayed_free: AtomicUsize::new(0),
+            key: 0,
+            secret: 0,
+            segs_all: ptr::null_mut(),
+            segs_free: [ptr::null_mut(); 2],
+            purge_head: ptr::null_mut(),
+            purge_tail: ptr::null_mut(),
+            next_purge: u64::MAX,
+            pool_next: ptr::null_mut(),
+            all_next: ptr::null_mut(),
+            counters: HeapCounters {
+                class_live: [const { AtomicUsize::new(0) }; NUM_CLASSES],
+                remote_frees: AtomicUsize::new(0),
+            },
+        }
+    }
+
+    /// Whether this heap can allocate (false for the placeholder).
+    #[inline(always)]
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Point the direct-table slots of `class` at its first page.
+    fn update_direct(&mut self, class: usize) {
+        let size = class_size(class);
+        if size > DIRECT_MAX {
+            return;
+        }
+        let first = self.queues[class].first;
+        let page = if first.is_null() { empty_page() } else { first };
+        let lo = if class == 1 { 0 } else { class_size(class - 1) / 16 + 1 };
+        for slot in &mut self.direct[lo..=size / 16] {
+            *slot = page;
+        }
+    }
+
+    /// Report `used - published` of `page` into the class counters.
+    #[inline]
+    pub(crate) fn publish(&self, page: &mut Page) {
+        let delta = page.used as isize - page.published as isize;
+        if delta != 0 {
+            bump(&self.counters.class_live[page.class as usize], delta);
+            page.published = page.used;
+        }
+    }
+
+    // ---------------------------------------------------------------- malloc, slow path
+
+    /// Allocate `size` bytes after the fast path missed: collect frees, find or make a page.
+    ///
+    /// # Safety
+    ///
+    /// `self` is a live heap of `alloc`, used by the calling thread only.
+    #[inline(never)]
+    pub(crate) unsafe fn malloc_generic<S: PageSource>(
+        &mut self,
+        alloc: &Allocator<S>,
+        size: usize,
+        zero: bool,
+    ) -> *mut u8 {
+        if !self.live {
+            return ptr::null_mut();
+        }
+        // SAFETY: we own the heap (caller's contract).
+        unsafe {
+            self.process_delayed(alloc);
+            self.maybe_purge(alloc, false);
+            if size > MEDIUM_MAX {
+                return alloc.alloc_large(self, size, 0, zero);
+            }
+            let class = class_of(size);
+            let page = self.find_page(alloc, class);
+            if page.is_null() {
+                return ptr::null_mut();
+            }
+            let zeroed = (*page).free_is_zero;
+            let block = Allocator::<S>::pop(page, (*page).free);
+            if zero && !block.is_null() {
+                if zeroed {
+                    // Fresh memory: only the link word was written.
+                    block.cast::<usize>().write(0);
+                } else {
+                    ptr::write_bytes(block, 0, size);
+                }
+            }
+            block
+        }
+    }
+
+    /// A page of `class` with a free block, or null when out of memory.
+    ///
+    /// # Safety
+    ///
+    /// As for `malloc_generic`.
+    unsafe fn find_page<S: PageSource>(&mut self, alloc: &Allocator<S>, class: usize) -> *mut Page {
+        let mut adopted = 0;
+        loop {
+            let mut page = self.queues[class].first;
+            // Each page is visited once: it either serves, or moves to the full queue.
+            while !page.is_null() {
+                // SAFETY: pages in our queues are live metadata we own.
+                unsafe {
+                    let next = (*page).next;
+                    if (*page).collect().is_err() {
+                        alloc.report(Call::Malloc, MisuseKind::CorruptFreeList, (*page).start as usize);
+                    }
+                    if (*page).free.is_null() && (*page).capacity < (*page).reserved {
+                        (*page).extend();
+                    }
+                    if !(*page).free.is_null() {
+                        self.publish(&mut *page);
+                        if page != self.queues[class].first {
+                            self.queues[class].remove(page);
+                            self.queues[class].push_front(page);
+                        }
+                        self.update_direct(class);
+                        return page;
+                    }
+                    self.page_to_full(page);
+                    page = next;
+                }
+            }
+            // Adopt a segment abandoned by an exited thread before mapping a new one: it may
+            // hold pages of this class, and adopting keeps memory bounded under thread churn.
+            if adopted < 2 && alloc.has_abandoned() {
+                adopted += 1;
+                // SAFETY: we own the heap.
+                if unsafe { self.adopt_one(alloc) } {
+                    continue;
+                }
+            }
+            break;
+        }
+        // SAFETY: we own the heap.
+        unsafe {
+            let page = self.new_page(alloc, class);
+            if page.is_null() {
+                return page;
+            }
+            self.queues[class].push_front(page);
+            self.update_direct(class);
+            (*page).extend();
+            page
+        }
+    }
+
+    /// Move an exhausted page to the full queue, where the fast path and the slow path's
+    /// search no longer see it; a remote free will bring it back through `delayed_free`.
+    unsafe fn page_to_full(&mut self, page: *mut Page) {
+        // SAFETY: `page` is ours and in its class queue.
+        unsafe {
+            let class = (*page).class as usize;
+            self.queues[class].remove(page);
+            self.update_direct(class);
+            self.publish(&mut *page);
+            (*page).in_full = true;
+            self.full.push_back(page);
+            (*page).set_delay(DELAY_USE);
+            // A remote free that landed before DELAY_USE was set sent no notification.
+            if (*page).has_thread_free() {
+                self.page_unfull(page);
+            }
+        }
+    }
+
+    /// Bring a page back from the full queue (to the back of its class queue).
+    unsafe fn page_unfull(&mut self, page: *mut Page) {
+        // SAFETY: `page` is ours and in the full queue.
+        unsafe {
+            (*page).set_delay(DELAY_NO);
+            self.full.remove(page);
+            (*page).in_full = false;
+            let class = (*page).class as usize;
+            self.queues[class].push_back(page);
+            self.update_direct(class);
+        }
+    }
+
+    /// A fresh page of `class`: from a segment with a free slot, or a new segment.
+    unsafe fn new_page<S: PageSource>(&mut self, alloc: &Allocator<S>, class: usize) -> *mut Page {
+        let medium = is_medium(class);
+        let kind = medium as usize;
+        let mut seg = self.segs_free[kind];
+        if seg.is_null() {
+            seg = alloc.new_segment(medium);
+            if seg.is_null() {
+                return ptr::null_mut();
+            }
+            // SAFETY: a fresh segment we now own.
+            unsafe { self.seg_link(seg) };
+        }
+        // SAFETY: `seg` is ours with at least one free slot.
+        unsafe {
+            let slot = (*seg).free_slots.trailing_zeros() as usize;
+            let bit = 1u64 << slot;
+            (*seg).free_slots &= !bit;
+            (*seg).dirty_slots &= !bit;
+            let zero = (*seg).zero_slots & bit != 0;
+            (*seg).zero_slots &= !bit;
+            (*seg).used_pages += 1;
+            if (*seg).is_full() {
+                self.seg_free_list_remove(seg);
+            }
+            let page = addr_of_mut!((*seg).pages[slot]);
+            let start = Segment::slot_start(seg, slot);
+            (*page).init(start, (*seg).page_bytes(), class, self.secret, zero);
+            (*page).heap.store(self as *mut Heap as usize, Ordering::Relaxed);
+            page
+        }
+    }
+
+    // ---------------------------------------------------------------- free, owner side
+
+    /// Free `block` of `page`, which this heap owns. The canary check is done by the caller.
+    ///
+    /// # Safety
+    ///
+    /// `page` is owned by this heap and `block` is a live block of it.
+    #[inline(always)]
+    pub(crate) unsafe fn free_local<S: PageSource>(
+        &mut self,
+        alloc: &Allocator<S>,
+        page: *mut Page,
+        block: *mut Block,
+    ) {
+        // SAFETY: per the contract; the block is ours to overwrite now.
+        unsafe {
+            (*block).next = (*page).encode((*page).local_free as usize);
+            (*block).canary = (*page).canary(block as usize);
+            (*page).local_free = block;
+            (*page).used -= 1;
+            if (*page).used == 0 || (*page).in_full {
+                self.free_local_cold(alloc, page);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_local_cold<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
+        // SAFETY: `page` is ours (caller's contract).
+        unsafe {
+            if (*page).in_full {
+                self.page_unfull(page);
+            }
+            if (*page).used == 0 {
+                self.page_retire(alloc, page);
+            }
+        }
+    }
+
+    /// A page with no live blocks: keep it if it is the only page of its class (so a
+    /// malloc/free loop does not map and unmap a page each time), else give the slot back.
+    unsafe fn page_retire<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
+        // SAFETY: `page` is ours, in its class queue, with no live blocks.
+        unsafe {
+            let class = (*page).class as usize;
+            let queue = self.queues[class];
+            if queue.first == page && queue.last == page {
+                self.publish(&mut *page);
+                return;
+            }
+            self.queues[class].remove(page);
+            self.update_direct(class);
+            self.page_free(alloc, page);
+        }
+    }
+
+    /// Return a page's slot to its segment (and the segment to the allocator once empty).
+    unsafe fn page_free<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
+        // SAFETY: `page` is ours, in no queue, with no live blocks; its segment is ours.
+        unsafe {
+            (*page).used = 0;
+            self.publish(&mut *page);
+            (*page).published = 0;
+            let seg = Segment::of(page);
+            let slot = Segment::slot_of(seg, page);
+            (*page).reset();
+            let bit = 1u64 << slot;
+            let was_full = (*seg).is_full();
+            (*seg).free_slots |= bit;
+            (*seg).dirty_slots |= bit;
+            (*seg).used_pages -= 1;
+            if (*seg).used_pages == 0 {
+                self.seg_unlink(seg);
+                alloc.free_segment(seg);
+                return;
+            }
+            if was_full {
+                self.seg_free_list_push(seg);
+            }
+            if !(*seg).in_purge_list {
+                let now = alloc.source().now_ms();
+                (*seg).purge_deadline = if now == 0 { 0 } else { now + alloc.purge_delay_ms() };
+                self.purge_list_push(seg);
+            }
+        }
+    }
+
+    /// Free the blocks other threads pushed onto `delayed_free`.
+    unsafe fn process_delayed<S: PageSource>(&mut self, alloc: &Allocator<S>) {
+        if self.delayed_free.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut link = self.delayed_free.swap(0, Ordering::Acquire);
+        while link != 0 {
+            let addr = self.decode_delayed(link);
+            let block: *mut Block = ptr::with_exposed_provenance_mut(addr);
+            // SAFETY: the block was pushed by a remote free that validated it against its page;
+            // the page is in our full queue (or was), so we own it.
+            unsafe {
+                link = (*block).next;
+                let page = Allocator::<S>::page_of(block.cast());
+                (*block).next = (*page).encode((*page).local_free as usize);
+                (*page).local_free = block;
+                (*page).used -= 1;
+                self.free_local_cold(alloc, page);
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn encode_delayed(&self, addr: usize) -> usize {
+        (addr ^ self.key).rotate_left(29)
+    }
+
+    #[inline]
+    fn decode_delayed(&self, link: usize) -> usize {
+        link.rotate_right(29) ^ self.key
+    }
+
+    // ---------------------------------------------------------------- segments
+
+    unsafe fn seg_link(&mut self, seg: *mut Segment) {
+        // SAFETY: `seg` is a segment we own, in none of our lists.
+        unsafe {
+            (*seg).heap = self as *mut Heap as usize;
+            (*seg).all_prev = ptr::null_mut();
+            (*seg).all_next = self.segs_all;
+            if !self.segs_all.is_null() {
+                (*self.segs_all).all_prev = seg;
+            }
+            self.segs_all = seg;
+            if !(*seg).is_full() {
+                self.seg_free_list_push(seg);
+            }
+        }
+    }
+
+    unsafe fn seg_unlink(&mut self, seg: *mut Segment) {
+        // SAFETY: `seg` is in our lists.
+        unsafe {
+            if (*seg).in_free_list {
+                self.seg_free_list_remove(seg);
+            }
+            if (*seg).in_purge_list {
+                self.purge_list_remove(seg);
+            }
+            let (prev, next) = ((*seg).all_prev, (*seg).all_next);
+            if prev.is_null() {
+                self.segs_all = next;
+            } else {
+                (*prev).all_next = next;
+            }
+            if !next.is_null() {
+                (*next).all_prev = prev;
+            }
+            (*seg).all_next = ptr::null_mut();
+            (*seg).all_prev = ptr::null_mut();
+            (*seg).heap = 0;
+        }
+    }
+
+    unsafe fn seg_free_list_push(&mut self, seg: *mut Segment) {
+        // SAFETY: `seg` is ours and not in the free list.
+        unsafe {
+            let kind = (*seg).is_medium() as usize;
+            (*seg).free_prev = ptr::null_mut();
+            (*seg).free_next = self.segs_free[kind];
+            if !self.segs_free[kind].is_null() {
+                (*self.segs_free[kind]).free_prev = seg;
+            }
+            self.segs_free[kind] = seg;
+            (*seg).in_free_list = true;
+        }
+    }
+
+    unsafe fn seg_free_list_remove(&mut self, seg: *mut Segment) {
+        // SAFETY: `seg` is in the free list.
+        unsafe {
+            let kind = (*seg).is_medium() as usize;
+            let (prev, next) = ((*seg).free_prev, (*seg).free_next);
+            if prev.is_null() {
+                self.segs_free[kind] = next;
+            } else {
+                (*prev).free_next = next;
+            }
+            if !next.is_null() {
+                (*next).free_prev = prev;
+            }
+            (*seg).in_free_list = false;
+            (*seg).free_next = ptr::null_mut();
+            (*seg).free_prev = ptr::null_mut();
+        }
+    }
+
+    unsafe fn purge_list_push(&mut self, seg: *mut Segment) {
+        // SAFETY: `seg` is ours and not in the purge list.
+        unsafe {
+            (*seg).purge_next = ptr::null_mut();
+            if self.purge_tail.is_null() {
+                self.purge_head = seg;
+            } else {
+                (*self.purge_tail).purge_next = seg;
+            }
+            self.purge_tail = seg;
+            (*seg).in_purge_list = true;
+            self.next_purge = self.next_purge.min((*seg).purge_deadline);
+        }
+    }
+
+    unsafe fn purge_list_remove(&mut self, seg: *mut Segment) {
+        // The purge list is short (segments with freshly freed pages) and removal is rare
+        // (a segment going empty), so a walk is fine here.
+        let mut prev: *mut Segment = ptr::null_mut();
+        let mut cur = self.purge_head;
+        // SAFETY: the purge list links live segments we own.
+        unsafe {
+            while !cur.is_null() && cur != seg {
+                prev = cur;
+                cur = (*cur).purge_next;
+            }
+            if cur.is_null() {
+                return;
+            }
+            let next = (*seg).purge_next;
+            if prev.is_null() {
+                self.purge_head = next;
+            } else {
+                (*prev).purge_next = next;
+            }
+            if self.purge_tail == seg {
+                self.purge_tail = prev;
+            }
+            (*seg).purge_next = ptr::null_mut();
+            (*seg).in_purge_list = false;
+        }
+    }
+
+    /// Purge the free pages of segments whose delay ran out (all of them if `force`), and let
+    /// the allocator maintain its span cache.
+    ///
+    /// # Safety
+    ///
+    /// `self` is a live heap of `alloc` owned by the caller.
+    pub(crate) unsafe fn maybe_purge<S: PageSource>(&mut self, alloc: &Allocator<S>, force: bool) {
+        let due_cache = alloc.cache_due();
+        if !force && self.purge_head.is_null() && !due_cache {
+            return;
+        }
+        let now = alloc.source().now_ms();
+        if !force && now < self.next_purge && !(due_cache && alloc.cache_deadline() <= now) {
+            return;
+        }
+        // SAFETY: the purge list links live segments we own.
+        unsafe {
+            while !self.purge_head.is_null() {
+                let seg = self.purge_head;
+                if !force && (*seg).purge_deadline > now {
+                    break;
+                }
+                self.purge_head = (*seg).purge_next;
+                if self.purge_head.is_null() {
+                    self.purge_tail = ptr::null_mut();
+                }
+                (*seg).purge_next = ptr::null_mut();
+                (*seg).in_purge_list = false;
+                alloc.purge_segment_slots(seg);
+            }
+            self.next_purge =
+                if self.purge_head.is_null() { u64::MAX } else { (*self.purge_head).purge_deadline };
+        }
+        alloc.maintain_cache(now, force);
+    }
+
+    // ---------------------------------------------------------------- trim
+
+    /// Adopt one abandoned segment (for `trim`, which cleans them all).
+    pub(crate) unsafe fn adopt_for_trim<S: PageSource>(&mut self, alloc: &Allocator<S>) -> bool {
+        // SAFETY: forwarded contract: we own the heap.
+        unsafe { self.adopt_one(alloc) }
+    }
+
+    /// Take every pending free and give back every page with no live block.
+    pub(crate) unsafe fn collect_all<S: PageSource>(&mut self, alloc: &Allocator<S>) {
+        // SAFETY: we own the heap, its queues and pages.
+        unsafe {
+            self.process_delayed(alloc);
+            for class in 1..NUM_CLASSES {
+                let mut page = self.queues[class].first;
+                while !page.is_null() {
+                    let next = (*page).next;
+                    if (*page).collect().is_err() {
+                        alloc.report(Call::Malloc, MisuseKind::CorruptFreeList, (*page).start as usize);
+                    }
+                    self.publish(&mut *page);
+                    if (*page).used == 0 {
+                        self.queues[class].remove(page);
+                        self.page_free(alloc, page);
+                    }
+                    page = next;
+                }
+                self.update_direct(class);
+            }
+            let mut page = self.full.first;
+            while !page.is_null() {
+                let next = (*page).next;
+                if (*page).has_thread_free() {
+                    self.page_unfull(page);
+                }
+                page = next;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- thread exit
+
+    /// Give up every segment: empty pages go back, the rest is abandoned for other heaps to
+    /// adopt. Leaves the heap empty and reusable.
+    ///
+    /// # Safety
+    ///
+    /// `self` is a live heap of `alloc` owned by the caller, who will not use its blocks'
+    /// ownership any more (other threads may still free them).
+    pub(crate) unsafe fn abandon<S: PageSource>(&mut self, alloc: &Allocator<S>) {
+        // SAFETY: we own the heap and all its segments.
+        unsafe {
+            // 1. No remote free may notify us any more.
+            let mut seg = self.segs_all;
+            while !seg.is_null() {
+                for slot in 1..(*seg).page_count as usize {
+                    let page = addr_of_mut!((*seg).pages[slot]);
+                    if (*page).in_use {
+                        (*page).set_delay(DELAY_NEVER);
+                    }
+                }
+                seg = (*seg).all_next;
+            }
+            // 2. Take what was already sent.
+            self.process_delayed(alloc);
+            // 3. Free empty pages; hand over the rest.
+            let mut seg = self.segs_all;
+            while !seg.is_null() {
+                let next = (*seg).all_next;
+                self.abandon_segment(alloc, seg);
+                seg = next;
+            }
+            self.queues = [PageQueue::EMPTY; NUM_CLASSES];
+            self.full = PageQueue::EMPTY;
+            self.direct = [empty_page(); DIRECT_SLOTS];
+            self.purge_head = ptr::null_mut();
+            self.purge_tail = ptr::null_mut();
+            self.next_purge = u64::MAX;
+        }
+    }
+
+    unsafe fn abandon_segment<S: PageSource>(&mut self, alloc: &Allocator<S>, seg: *mut Segment) {
+        // SAFETY: `seg` is ours; its pages' queue links are dropped (queues reset by caller).
+        unsafe {
+            for slot in 1..(*seg).page_count as usize {
+                let page = addr_of_mut!((*seg).pages[slot]);
+                if !(*page).in_use {
+                    continue;
+                }
+                if (*page).collect().is_err() {
+                    alloc.report(Call::Free, MisuseKind::CorruptFreeList, (*page).start as usize);
+                }
+                (*page).next = ptr::null_mut();
+                (*page).prev = ptr::null_mut();
+                (*page).in_full = false;
+                if (*page).used == 0 {
+                    // page_free may free the whole segment; then we are done with it.
+                    let last = (*seg).used_pages == 1;
+                    self.page_free(alloc, page);
+                    if last {
+                        return;
+                    }
+                    continue;
+                }
+                // Move its statistics to the allocator's orphan counters.
+                self.publish(&mut *page);
+                bump(&self.counters.class_live[(*page).class as usize], -((*page).published as isize));
+                alloc.orphan_live((*page).class as usize, (*page).published as isize);
+                (*page).heap.store(0, Ordering::Release);
+            }
+            self.seg_unlink(seg);
+            alloc.purge_segment_slots(seg);
+            alloc.push_abandoned(seg);
+        }
+    }
+
+    /// Take one abandoned segment and make its pages ours. Returns whether one was adopted.
+    unsafe fn adopt_one<S: PageSource>(&mut self, alloc: &Allocator<S>) -> bool {
+        let seg = alloc.pop_abandoned();
+        if seg.is_null() {
+            return false;
+        }
+        // SAFETY: popped from the abandoned list, the segment is now ours alone.
+        unsafe {
+            self.seg_link(seg);
+            for slot in 1..(*seg).page_count as usize {
+                let page = addr_of_mut!((*seg).pages[slot]);
+                if !(*page).in_use {
+                    continue;
+                }
+                let class = (*page).class as usize;
+                alloc.orphan_live(class, -((*page).published as isize));
+                bump(&self.counters.class_live[class], (*page).published as isize);
+                (*page).heap.store(self as *mut Heap as usize, Ordering::Release);
+                (*page).set_delay(DELAY_NO);
+                if (*page).collect().is_err() {
+                    alloc.report(Call::Malloc, MisuseKind::CorruptFreeList, (*page).start as usize);
+                }
+                if (*page).used == 0 {
+                    let last = (*seg).used_pages == 1;
+                    self.page_free(alloc, page);
+                    if last {
+                        return true;
+                    }
+                } else {
+                    self.queues[class].push_back(page);
+                    self.update_direct(class);
+                }
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,328 @@
+//! A page: a run of memory holding blocks of one size class, with three free lists
+//! (mimalloc's free-list sharding):
+//! * `free`: blocks malloc pops from, owner only;
+//! * `local_free`: blocks the owner frees; swapped into `free` when it runs dry, so the
+//!   malloc fast path never meets a block freed a moment ago (better locality for the list);
+//! * `thread_free`: an atomic stack other threads push onto with one CAS; the owner takes it
+//!   whole with one atomic AND.
+//!
+//! Block links are encoded with the page's key (see [`checks`](crate::checks)).
+
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// A free block: its first word is the encoded link, its second the double-free canary.
+#[repr(C)]
+pub(crate) struct Block {
+    pub(crate) next: usize,
+    pub(crate) canary: usize,
+}
+
+/// `thread_free` low bits: how a remote free of this page must also notify the owner.
+pub(crate) const DELAY_NO: usize = 0;
+/// The page sits in its heap's full queue: the next remote free goes to the heap's delayed list
+/// (so the owner learns the page has room again).
+pub(crate) const DELAY_USE: usize = 1;
+/// A remote thread is pushing onto the heap's delayed list right now.
+pub(crate) const DELAY_FREEING: usize = 2;
+/// The page is abandoned (no owner): remote frees only push onto `thread_free`.
+pub(crate) const DELAY_NEVER: usize = 3;
+pub(crate) const DELAY_MASK: usize = 3;
+
+const LINK_ROTATE: u32 = 23;
+/// Blocks linked per page extension: touch at most 4 KiB of a fresh page at a time, so a
+/// thread that allocates a few blocks does not fault in a whole 64 KiB page.
+const EXTEND_BYTES: usize = 4096;
+/// Shift of the block-index reciprocal: exact for offsets < 2^22 and block sizes < 2^19.
+const MAGIC_SHIFT: u32 = 41;
+
+/// Page metadata, kept out of band in its segment's header.
+#[repr(C)]
+pub struct Page {
+    // --- malloc fast path ---
+    pub(crate) free: *mut Block,
+    pub(crate) key: usize,
+    pub(crate) start: *mut u8,
+    pub(crate) used: u32,
+    pub(crate) capacity: u32,
+    // --- free fast path ---
+    pub(crate) block_magic: u64,
+    pub(crate) block_size: usize,
+    pub(crate) local_free: *mut Block,
+    pub(crate) heap: AtomicUsize,
+    pub(crate) in_full: bool,
+    pub(crate) free_is_zero: bool,
+    pub(crate) zero_init: bool,
+    pub(crate) in_use: bool,
+    pub(crate) class: u8,
+    pub(crate) reserved: u32,
+    // --- slow paths ---
+    pub(crate) thread_free: AtomicUsize,
+    pub(crate) next: *mut Page,
+    pub(crate) prev: *mut Page,
+    /// `used` as last reported to the heap's per-class statistics.
+    pub(crate) published: u32,
+}
+
+impl Page {
+    /// An unused page: no blocks, and a start of 0 so every interior-pointer check fails.
+    pub const EMPTY: Page = Page {
+        free: ptr::null_mut(),
+        key: 0,
+        start: ptr::null_mut(),
+        used: 0,
+        capacity: 0,
+        block_magic: 0,
+        block_size: 0,
+        local_free: ptr::null_mut(),
+        heap: AtomicUsize::new(0),
+        in_full: false,
+        free_is_zero: false,
+        zero_init: false,
+        in_use: false,
+        class: 0,
+        reserved: 0,
+        thread_free: AtomicUsize::new(0),
+        next: ptr::null_mut(),
+        prev: ptr::null_mut(),
+        published: 0,
+    };
+
+    /// Encode a link (block address, or 0 for the end of a list).
+    #[inline(always)]
+    pub(crate) fn encode(&self, addr: usize) -> usize {
+        (addr ^ self.key).rotate_left(LINK_ROTATE)
+    }
+
+    /// Decode a link.
+    #[inline(always)]
+    pub(crate) fn decode(&self, word: usize) -> usize {
+        word.rotate_right(LINK_ROTATE) ^ self.key
+    }
+
+    /// The canary a freed block at `addr` carries in its second word.
+    #[inline(always)]
+    pub(crate) fn canary(&self, addr: usize) -> usize {
+        (addr.rotate_left(32) ^ self.key).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
+    }
+
+    /// Bytes of the page that hold blocks.
+    #[inline(always)]
+    pub(crate) fn area(&self) -> usize {
+        self.reserved as usize * self.block_size
+    }
+
+    /// Whether `addr` is exactly the start of one of this page's blocks.
+    #[inline(always)]
+    pub(crate) fn is_block_start(&self, addr: usize) -> bool {
+        let offset = addr.wrapping_sub(self.start as usize);
+        let index = ((offset as u64).wrapping_mul(self.block_magic) >> MAGIC_SHIFT) as usize;
+        index.wrapping_mul(self.block_size) == offset && offset < self.area()
+    }
+
+    /// Whether a decoded link is a plausible list member (a block of this page, or the end).
+    #[inline(always)]
+    pub(crate) fn link_ok(&self, addr: usize) -> bool {
+        addr == 0 || addr.wrapping_sub(self.start as usize) < self.area()
+    }
+
+    /// Prepare an unused page slot at `start` (`area` bytes) for blocks of `class`.
+    ///
+    /// # Safety
+    ///
+    /// `start..start+area` is memory of the page's segment reserved for this page.
+    pub(crate) unsafe fn init(
+        &mut self,
+        start: *mut u8,
+        area: usize,
+        class: usize,
+        secret: usize,
+        zero: bool,
+    ) {
+        let size = crate::size_class::class_size(class);
+        self.free = ptr::null_mut();
+        self.local_free = ptr::null_mut();
+        self.key = secret ^ (crate::util::mix64(start as u64) as usize);
+        self.start = start;
+        self.used = 0;
+        self.capacity = 0;
+        self.reserved = (area / size) as u32;
+        self.block_size = size;
+        self.block_magic = (1u64 << MAGIC_SHIFT) / size as u64 + 1;
+        self.class = class as u8;
+        self.in_full = false;
+        self.free_is_zero = zero;
+        self.zero_init = zero;
+        self.in_use = true;
+        self.thread_free.store(DELAY_NO, Ordering::Relaxed);
+        self.next = ptr::null_mut();
+        self.prev = ptr::null_mut();
+        self.published = 0;
+    }
+
+    /// Mark the slot unused again.
+    pub(crate) fn reset(&mut self) {
+        self.free = ptr::null_mut();
+        self.local_free = ptr::null_mut();
+        self.start = ptr::null_mut();
+        self.block_size = 0;
+        self.block_magic = 0;
+        self.reserved = 0;
+        self.capacity = 0;
+        self.used = 0;
+        self.in_use = false;
+        self.in_full = false;
+        self.heap.store(0, Ordering::Relaxed);
+        self.thread_free.store(DELAY_NO, Ordering::Relaxed);
+    }
+
+    /// Rebuild a block pointer from a decoded address, with the page's provenance.
+    #[inline(always)]
+    pub(crate) fn block_at(&self, addr: usize) -> *mut Block {
+        self.start.with_addr(addr).cast()
+    }
+
+    /// Link up to 4 KiB of never-used blocks into `free` (which must be empty).
+    ///
+    /// # Safety
+    ///
+    /// The page is in use, owned by the caller, and `free` is null.
+    pub(crate) unsafe fn extend(&mut self) {
+        debug_assert!(self.free.is_null());
+        let size = self.block_size;
+        let remaining = (self.reserved - self.capacity) as usize;
+        let count = (EXTEND_BYTES / size).clamp(1, remaining.max(1)).min(remaining);
+        if count == 0 {
+            return;
+        }
+        let first = self.capacity as usize;
+        // SAFETY: blocks first..first+count lie inside the page's area (capacity + count <=
+        // reserved) and are not handed out, so we may write their links.
+        unsafe {
+            let base = self.start.add(first * size);
+            for i in 0..count {
+                let block = base.add(i * size).cast::<Block>();
+                let next = if i + 1 < count { base.add((i + 1) * size) as usize } else { 0 };
+                (*block).next = self.encode(next);
+            }
+            self.free = base.cast();
+        }
+        self.capacity += count as u32;
+        self.free_is_zero = self.zero_init;
+    }
+
+    /// Take every block other threads freed into this page, appending them to `free`.
+    /// Returns `false` if a link was damaged (the caller reports it).
+    ///
+    /// # Safety
+    ///
+    /// The page is in use and owned by the caller's heap.
+    pub(crate) unsafe fn collect(&mut self) -> Result<(), usize> {
+        if self.thread_free.load(Ordering::Relaxed) & !DELAY_MASK != 0 {
+            let taken = self.thread_free.fetch_and(DELAY_MASK, Ordering::Acquire) & !DELAY_MASK;
+            // Walk to the tail, counting; a list longer than the page is damaged.
+            let mut count = 1u32;
+            let mut tail = self.block_at(taken);
+            loop {
+                // SAFETY: `tail` is a block of this page (checked by link_ok below for all but
+                // the head, which a freer checked with is_block_start).
+                let next = self.decode(unsafe { (*tail).next });
+                if next == 0 {
+                    break;
+                }
+                if !self.link_ok(next) || count > self.reserved {
+                    return Err(tail as usize);
+                }
+                tail = self.block_at(next);
+                count += 1;
+            }
+            // SAFETY: `tail` is a free block of this page; we own the page.
+            unsafe { (*tail).next = self.encode(self.free as usize) };
+            self.free = self.block_at(taken);
+            self.used -= count;
+            self.free_is_zero = false;
+        }
+        if self.free.is_null() && !self.local_free.is_null() {
+            self.free = self.local_free;
+            self.local_free = ptr::null_mut();
+            self.free_is_zero = false;
+        }
+        Ok(())
+    }
+
+    /// Set the delayed-free state, waiting out a remote thread that is mid-notification.
+    pub(crate) fn set_delay(&self, state: usize) {
+        let mut current = self.thread_free.load(Ordering::Relaxed);
+        loop {
+            if current & DELAY_MASK == DELAY_FREEING {
+                core::hint::spin_loop();
+                current = self.thread_free.load(Ordering::Relaxed);
+                continue;
+            }
+            let new = (current & !DELAY_MASK) | state;
+            match self.thread_free.compare_exchange_weak(
+                current,
+                new,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Whether other threads have freed blocks into this page that the owner has not taken.
+    #[inline]
+    pub(crate) fn has_thread_free(&self) -> bool {
+        self.thread_free.load(Ordering::Relaxed) & !DELAY_MASK != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_round_trips_and_hides_addresses() {
+        let mut page = Page::EMPTY;
+        page.key = 0x1234_5678_9abc_def0;
+        for addr in [0usize, 16, 0x7f00_0000_1000] {
+            assert_eq!(page.decode(page.encode(addr)), addr);
+        }
+        assert_ne!(page.encode(0), 0);
+    }
+
+    #[test]
+    fn block_start_check_is_exact() {
+        let mut buf = vec![0u8; 1 << 16];
+        let start = buf.as_mut_ptr();
+        for class in 1..crate::size_class::FIRST_MEDIUM_CLASS {
+            let mut page = Page::EMPTY;
+            // SAFETY: the buffer is 64 KiB, the size of a small page.
+            unsafe { page.init(start, 1 << 16, class, 7, false) };
+            let size = page.block_size;
+            for offset in (0..(1usize << 16)).step_by(16) {
+                let expect = offset % size == 0 && offset / size < page.reserved as usize;
+                assert_eq!(page.is_block_start(start as usize + offset), expect, "{size} {offset}");
+            }
+            assert!(!page.is_block_start(start as usize + 8));
+            assert!(!page.is_block_start((start as usize).wrapping_sub(size)));
+        }
+    }
+
+    #[test]
+    fn medium_sizes_reciprocal_exact() {
+        for class in crate::size_class::FIRST_MEDIUM_CLASS..crate::size_class::NUM_CLASSES {
+            let size = crate::size_class::class_size(class) as u64;
+            let magic = (1u64 << MAGIC_SHIFT) / size + 1;
+            for index in 0..(1u64 << 19) / size {
+                for delta in [0u64, 16, size - 16] {
+                    let offset = index * size + delta;
+                    let q = offset.wrapping_mul(magic) >> MAGIC_SHIFT;
+                    assert_eq!(q * size == offset, delta == 0, "size {size} offset {offset}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Which 4 MiB chunks of the address space hold our segments.
+//!
+//! `free(p)` must reject a pointer we never handed out *before* it reads anything at
+//! `p & !SEGMENT_MASK` (that address may not be mapped). The map answers with two dependent
+//! loads: a 512-entry top table (one per 256 GiB of the 47-bit user address space) and a
+//! 64 KiB leaf of one byte per chunk, allocated from the page source on first use.
+//!
+//! A byte is 0 for "not ours", [`SEGMENT_START`] for "a segment header starts here", and
+//! `2 + k` for "the header is 2^k chunks below": a block aligned to 4 MiB or more starts in a
+//! chunk of its own, away from its header.
+
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+
+use crate::source::PageSource;
+use crate::SEGMENT_SHIFT;
+
+const ADDRESS_BITS: usize = 47;
+const LEAF_BITS: usize = 16;
+const LEAF_BYTES: usize = 1 << LEAF_BITS;
+const TOP_ENTRIES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT - LEAF_BITS);
+
+/// Map entry: a segment header starts in this chunk.
+pub const SEGMENT_START: u8 = 1;
+
+/// The two-level chunk map. `const`-constructible; leaves come from the page source.
+pub struct SegmentMap {
+    top: [AtomicPtr<AtomicU8>; TOP_ENTRIES],
+}
+
+impl SegmentMap {
+    /// An empty map.
+    pub const fn new() -> Self {
+        SegmentMap { top: [const { AtomicPtr::new(ptr::null_mut()) }; TOP_ENTRIES] }
+    }
+
+    #[inline]
+    fn split(addr: usize) -> Option<(usize, usize)> {
+        let chunk = addr >> SEGMENT_SHIFT;
+        let top = chunk >> LEAF_BITS;
+        (top < TOP_ENTRIES).then_some((top, chunk & (LEAF_BYTES - 1)))
+    }
+
+    /// The entry for the chunk holding `addr` (0 when unknown).
+    #[inline]
+    pub fn get(&self, addr: usize) -> u8 {
+        let Some((top, index)) = Self::split(addr) else { return 0 };
+        let leaf = self.top[top].load(Ordering::Acquire);
+        if leaf.is_null() {
+            return 0;
+        }
+        // SAFETY: a non-null leaf is a live LEAF_BYTES-long array of AtomicU8 (never freed),
+        // and `index < LEAF_BYTES`.
+        unsafe { (*leaf.add(index)).load(Ordering::Acquire) }
+    }
+
+    /// The segment header for a pointer whose chunk entry is `entry` (non-zero).
+    #[inline]
+    pub fn header_addr(addr: usize, entry: u8) -> usize {
+        let chunk_base = addr & !((1usize << SEGMENT_SHIFT) - 1);
+        if entry == SEGMENT_START {
+            chunk_base
+        } else {
+            chunk_base.wrapping_sub(1usize << (SEGMENT_SHIFT + (entry - 2) as usize))
+        }
+    }
+
+    /// Set the entry of the chunk holding `addr`. Returns `false` if the leaf could not be
+    /// allocated (out of memory).
+    pub fn set<S: PageSource>(&self, source: &S, addr: usize, entry: u8) -> bool {
+        let Some((top, index)) = Self::split(addr) else { return false };
+        let mut leaf = self.top[top].load(Ordering::Acquire);
+        if leaf.is_null() {
+            // SAFETY: LEAF_BYTES is a page multiple and PAGE_SIZE a valid alignment.
+            let Ok(span) = (unsafe { source.alloc(LEAF_BYTES, crate::PAGE_SIZE) }) else {
+                return false;
+            };
+            if !span.zeroed {
+                // SAFETY: the span is ours, LEAF_BYTES long and not shared yet.
+                unsafe { ptr::write_bytes(span.ptr, 0, LEAF_BYTES) };
+            }
+            let fresh = span.ptr.cast::<AtomicU8>();
+            match self.top[top].compare_exchange(
+                ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => leaf = fresh,
+                Err(winner) => {
+                    // SAFETY: we lost the race; nobody else saw `fresh`.
+                    unsafe { source.release(span.ptr, LEAF_BYTES) };
+                    leaf = winner;
+                }
+            }
+        }
+        // SAFETY: as in `get`.
+        unsafe { (*leaf.add(index)).store(entry, Ordering::Release) };
+        true
+    }
+
+    /// Forget the chunk holding `addr`.
+    pub fn clear(&self, addr: usize) {
+        let Some((top, index)) = Self::split(addr) else { return };
+        let leaf = self.top[top].load(Ordering::Acquire);
+        if !leaf.is_null() {
+            // SAFETY: as in `get`.
+            unsafe { (*leaf.add(index)).store(0, Ordering::Release) };
+        }
+    }
+}
+
+impl Default for SegmentMap {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,55 @@
+//! Statistics snapshots.
+
+use crate::size_class::NUM_CLASSES;
+
+/// A point-in-time view of an allocator's counters. Small-block counts are exact as of each
+/// page's last slow-path event: the fast paths count nothing, so counting costs them nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes in live blocks (small and medium blocks at their class size).
+    pub allocated: usize,
+    /// Bytes obtained from the page source and not released.
+    pub reserved: usize,
+    /// Highest `reserved` seen.
+    pub peak_reserved: usize,
+    /// Page segments in use.
+    pub segments: usize,
+    /// Purge operations done (each one source call).
+    pub purges: usize,
+    /// Bytes purged in total.
+    pub purged_bytes: usize,
+    /// Blocks freed by a thread other than their owner.
+    pub remote_frees: usize,
+    /// Live large blocks (over 128 KiB).
+    pub large_count: usize,
+    /// Bytes requested in live large blocks.
+    pub large_bytes: usize,
+    /// Live heaps (threads with a heap).
+    pub heaps: usize,
+    /// Segments abandoned by exited threads and not yet adopted.
+    pub abandoned_segments: usize,
+    /// Bytes of freed spans kept resident in the span cache.
+    pub cached_resident: usize,
+    /// Live blocks per size class (index: class, see [`class_size`](crate::size_class::class_size)).
+    pub class_live: [usize; NUM_CLASSES],
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            allocated: 0,
+            reserved: 0,
+            peak_reserved: 0,
+            segments: 0,
+            purges: 0,
+            purged_bytes: 0,
+            remote_frees: 0,
+            large_count: 0,
+            large_bytes: 0,
+            heaps: 0,
+            abandoned_segments: 0,
+            cached_resident: 0,
+            class_live: [0; NUM_CLASSES],
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Small helpers: a spin lock for cold paths, bit mixing, alignment arithmetic.
+
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Round `x` up to a multiple of `align` (a power of two). `None` on overflow.
+#[inline]
+pub const fn align_up(x: usize, align: usize) -> Option<usize> {
+    match x.checked_add(align - 1) {
+        Some(v) => Some(v & !(align - 1)),
+        None => None,
+    }
+}
+
+/// splitmix64's finaliser: spreads every input bit over the whole word.
+#[inline]
+pub const fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A test-and-test-and-set lock for the allocator's cold paths (segment hand-off, the span
+/// cache, the heap pool). Never taken on a malloc/free fast path. `const`-constructible so it
+/// can live in a `static`, and it allocates nothing.
+pub struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock serialises all access to `value`, so sharing the lock shares `T` only
+// between threads one at a time, which needs `T: Send` and no more.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: moving the lock moves the `T` it owns.
+unsafe impl<T: Send> Send for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// A new unlocked lock holding `value`.
+    pub const fn new(value: T) -> Self {
+        SpinLock { locked: AtomicBool::new(false), value: UnsafeCell::new(value) }
+    }
+
+    /// Spin until the lock is ours.
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        self.raw_lock();
+        SpinGuard { lock: self }
+    }
+
+    /// Take the lock without a guard (for `fork` handlers, which lock in one callback and
+    /// unlock in another).
+    pub fn raw_lock(&self) {
+        loop {
+            if !self.locked.swap(true, Ordering::Acquire) {
+                return;
+            }
+            while self.locked.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Release a lock taken with [`raw_lock`](Self::raw_lock).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock through `raw_lock` and no guard exists.
+    pub unsafe fn raw_unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// Make the lock free again in a child process after `fork()`, whatever its state was.
+    ///
+    /// # Safety
+    ///
+    /// Only the calling thread exists (the child right after `fork`), so no one else can be
+    /// inside the critical section.
+    pub unsafe fn force_unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+/// Access to a [`SpinLock`]'s value while it is held.
+pub struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while the lock is held, so no other reference exists.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only access through the guard.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn align_up_rounds_and_detects_overflow() {
+        assert_eq!(align_up(0, 16), Some(0));
+        assert_eq!(align_up(1, 16), Some(16));
+        assert_eq!(align_up(16, 16), Some(16));
+        assert_eq!(align_up(usize::MAX, 16), None);
+    }
+
+    #[test]
+    fn mix64_spreads_bits() {
+        assert_ne!(mix64(1), mix64(2));
+        assert_ne!(mix64(0x1000), 0x1000);
+    }
+
+    #[test]
+    fn spin_lock_serialises() {
+        let lock = SpinLock::new(0u64);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        *lock.lock() += 1;
+                    }
+                });
+            }
+        });
+        assert_eq!(*lock.lock(), 4000);
+    }
+}

@@ -1,0 +1,124 @@
+//! Shared test support: an OS-free page source on the test process's own allocator, and a
+//! shadow model that checks every live block.
+
+#![allow(dead_code)]
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use alloc_core::{PageSource, SourceError, Span};
+
+/// Spans from the test harness's allocator (std), remembered so `release` can give them back.
+pub struct StdSource {
+    live: Mutex<Option<HashMap<usize, Layout>>>,
+}
+
+impl StdSource {
+    pub const fn new() -> Self {
+        StdSource { live: Mutex::new(None) }
+    }
+    pub fn live_spans(&self) -> usize {
+        self.live.lock().unwrap().as_ref().map_or(0, |m| m.len())
+    }
+}
+
+// SAFETY: std's allocator returns disjoint, aligned, zeroed regions of the requested size.
+unsafe impl PageSource for StdSource {
+    unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
+        let layout = Layout::from_size_align(size, align).map_err(|_| SourceError::InvalidRequest)?;
+        // SAFETY: size is non-zero (contract).
+        let ptr = unsafe { alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(SourceError::OutOfMemory);
+        }
+        self.live.lock().unwrap().get_or_insert_with(HashMap::new).insert(ptr as usize, layout);
+        Ok(Span { ptr, size, zeroed: true })
+    }
+    unsafe fn release(&self, ptr: *mut u8, size: usize) {
+        let layout = self.live.lock().unwrap().as_mut().unwrap().remove(&(ptr as usize)).expect("release of unknown span");
+        assert_eq!(layout.size(), size, "partial release of {ptr:p}");
+        // SAFETY: allocated above with this layout.
+        unsafe { dealloc(ptr, layout) };
+    }
+    unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
+        // Emulate MADV_DONTNEED: the range reads as zero afterwards.
+        // SAFETY: the range is inside a live span and unused (contract).
+        unsafe { ptr.write_bytes(0, size) };
+        true
+    }
+    fn now_ms(&self) -> u64 {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    }
+}
+
+/// A live block in the shadow model.
+pub struct Live {
+    pub size: usize,
+    pub align: usize,
+    pub seed: u8,
+}
+
+/// The shadow model: every live block by address.
+#[derive(Default)]
+pub struct Shadow {
+    pub blocks: BTreeMap<usize, Live>,
+}
+
+pub fn fill(p: *mut u8, size: usize, seed: u8) {
+    for i in 0..size {
+        // SAFETY: the block holds `size` bytes.
+        unsafe { p.add(i).write(seed.wrapping_add(i as u8)) };
+    }
+}
+
+pub fn check(p: *mut u8, size: usize, seed: u8) {
+    for i in 0..size {
+        // SAFETY: the block holds `size` bytes.
+        let got = unsafe { p.add(i).read() };
+        assert_eq!(got, seed.wrapping_add(i as u8), "block {p:p} byte {i} of {size} damaged");
+    }
+}
+
+impl Shadow {
+    /// Record a new block, asserting alignment and that it overlaps no live block.
+    pub fn insert(&mut self, p: *mut u8, size: usize, align: usize, usable: usize, seed: u8) {
+        let a = p as usize;
+        assert!(!p.is_null());
+        assert_eq!(a % align.max(16), 0, "block {p:p} not aligned to {align}");
+        assert!(usable >= size, "usable {usable} < requested {size}");
+        let len = size.max(1);
+        if let Some((&prev, live)) = self.blocks.range(..=a).next_back() {
+            assert!(prev + live.size.max(1) <= a, "block {p:p} overlaps {prev:#x}+{}", live.size);
+        }
+        if let Some((&next, _)) = self.blocks.range(a + 1..).next() {
+            assert!(a + len <= next, "block {p:p}+{size} overlaps {next:#x}");
+        }
+        fill(p, size, seed);
+        self.blocks.insert(a, Live { size, align, seed });
+    }
+
+    pub fn remove(&mut self, p: *mut u8) -> Live {
+        let live = self.blocks.remove(&(p as usize)).expect("unknown block");
+        check(p, live.size, live.seed);
+        live
+    }
+}
+
+/// xorshift64*: deterministic, no dependencies.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
