@@ -1,1 +1,50 @@
-fn main() {}
+//! Project tasks: `cargo xtask <command>` (the alias lives in .cargo/config.toml).
+
+mod bench;
+mod build;
+mod cmd;
+mod ctests;
+mod programs;
+mod run;
+mod test;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build [--backend mmap|brk] [--debug]
+        build libpagebreak.so and .a; prints their absolute paths
+  run [--backend mmap|brk] [--debug] -- PROGRAM ARGS...
+        build, then run PROGRAM with libpagebreak.so in LD_PRELOAD
+  test [--keep-going]
+        everything: cargo test, Miri on alloc-core, the C tests and real
+        programs under both backends
+  ctest [--backend mmap|brk|glibc] [NAME...]
+        only the C tests in tests/c (glibc: without preload, to check the tests)
+  bench ...
+        benchmarks (see `cargo xtask bench --help`)
+";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        std::process::exit(2);
+    };
+    let result = match command.as_str() {
+        "build" => build::main(rest),
+        "run" => run::main(rest),
+        "test" => test::main(rest),
+        "ctest" => ctests::main(rest),
+        "bench" => bench::main(rest),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

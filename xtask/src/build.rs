@@ -1,0 +1,120 @@
+//! `cargo xtask build`: libpagebreak.so and .a for one backend, each backend in its
+//! own target directory (both produce the same file names).
+
+use crate::cmd;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backend {
+    Mmap,
+    Brk,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Mmap, Backend::Brk];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Mmap => "mmap",
+            Backend::Brk => "brk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Backend, String> {
+        match s {
+            "mmap" => Ok(Backend::Mmap),
+            "brk" => Ok(Backend::Brk),
+            _ => Err(format!("unknown backend `{s}` (expected mmap or brk)")),
+        }
+    }
+}
+
+/// Paths of a built library.
+pub struct Built {
+    pub so: PathBuf,
+    pub a: PathBuf,
+}
+
+/// `target/pagebreak-<backend>`.
+pub fn target_dir(backend: Backend) -> PathBuf {
+    cmd::root()
+        .join("target")
+        .join(format!("pagebreak-{}", backend.name()))
+}
+
+/// Builds alloc-ffi with the C API and `backend`; returns absolute paths.
+/// `quiet` hides cargo's progress unless the build fails.
+pub fn build(backend: Backend, release: bool, quiet: bool) -> Result<Built, String> {
+    let dir = target_dir(backend);
+    let mut c = cmd::cargo();
+    c.args(["build", "-p", "alloc-ffi", "--target-dir"])
+        .arg(&dir);
+    if release {
+        c.arg("--release");
+    }
+    c.args(["--no-default-features", "--features"])
+        .arg(format!("{},c-api", backend.name()));
+    if quiet {
+        c.arg("--quiet");
+        let status = c
+            .status()
+            .map_err(|e| format!("cannot start `{}`: {e}", cmd::show(&c)))?;
+        if !status.success() {
+            return Err(format!(
+                "`{}` failed: {}",
+                cmd::show(&c),
+                cmd::describe(status)
+            ));
+        }
+    } else {
+        cmd::run(&mut c)?;
+    }
+    let out = dir.join(if release { "release" } else { "debug" });
+    let built = Built {
+        so: out.join("libpagebreak.so"),
+        a: out.join("libpagebreak.a"),
+    };
+    for p in [&built.so, &built.a] {
+        if !p.is_file() {
+            return Err(format!("cargo succeeded but {} is missing", p.display()));
+        }
+    }
+    Ok(built)
+}
+
+/// Parsed `[--backend mmap|brk] [--debug]`; unknown options are errors.
+pub struct Options {
+    pub backend: Backend,
+    pub release: bool,
+}
+
+pub fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut opts = Options {
+        backend: Backend::Mmap,
+        release: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--backend" => {
+                let v = it.next().ok_or("--backend needs a value (mmap or brk)")?;
+                opts.backend = Backend::parse(v)?;
+            }
+            _ if a.starts_with("--backend=") => {
+                opts.backend = Backend::parse(&a["--backend=".len()..])?;
+            }
+            "--debug" => opts.release = false,
+            _ => return Err(format!("unexpected argument `{a}`")),
+        }
+    }
+    Ok(opts)
+}
+
+/// `cargo xtask build [--backend mmap|brk] [--debug]`: prints the .so path, then the .a path.
+pub fn main(args: &[String]) -> Result<(), String> {
+    let opts = parse_options(args)?;
+    let built = build(opts.backend, opts.release, false)?;
+    println!("{}", built.so.display());
+    println!("{}", built.a.display());
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! `cargo xtask test`: every test of the project, in order, stopping at the first
+//! failure (unless `--keep-going`), ending with `N passed, N failed`.
+
+use crate::build::{self, Backend};
+use crate::{cmd, ctests, programs};
+use std::process::Command;
+use std::time::Instant;
+
+/// Raised by a failed check when the run must stop.
+pub struct Stop;
+
+/// Counts checks and prints one line per check.
+pub struct Tally {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: Vec<String>,
+    pub keep_going: bool,
+}
+
+impl Tally {
+    pub fn new(keep_going: bool) -> Tally {
+        Tally {
+            passed: 0,
+            failed: 0,
+            skipped: Vec::new(),
+            keep_going,
+        }
+    }
+
+    pub fn heading(&self, title: &str) {
+        eprintln!("\n==> {title}");
+    }
+
+    /// Runs one check, prints its verdict, and counts it.
+    pub fn check(
+        &mut self,
+        name: &str,
+        f: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), Stop> {
+        let start = Instant::now();
+        match f() {
+            Ok(()) => {
+                self.passed += 1;
+                eprintln!("ok     {name} ({:.2} s)", start.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Err(e) => {
+                self.failed += 1;
+                eprintln!("FAILED {name}: {e}");
+                if self.keep_going {
+                    Ok(())
+                } else {
+                    Err(Stop)
+                }
+            }
+        }
+    }
+
+    pub fn skip(&mut self, why: &str) {
+        eprintln!("SKIPPED: {why}");
+        self.skipped.push(why.to_string());
+    }
+
+    /// Prints the summary; an error when any check failed.
+    pub fn finish(&self, stopped: bool) -> Result<(), String> {
+        eprintln!();
+        if stopped {
+            eprintln!("stopped at the first failure (--keep-going runs the rest)");
+        }
+        for s in &self.skipped {
+            eprintln!("SKIPPED: {s}");
+        }
+        println!("{} passed, {} failed", self.passed, self.failed);
+        if self.failed == 0 {
+            Ok(())
+        } else {
+            Err(format!("{} check(s) failed", self.failed))
+        }
+    }
+}
+
+pub fn main(args: &[String]) -> Result<(), String> {
+    let mut keep_going = false;
+    for a in args {
+        match a.as_str() {
+            "--keep-going" => keep_going = true,
+            _ => {
+                return Err(format!(
+                    "unexpected argument `{a}` (usage: cargo xtask test [--keep-going])"
+                ))
+            }
+        }
+    }
+    let mut t = Tally::new(keep_going);
+    let stopped = all(&mut t).is_err();
+    t.finish(stopped)
+}
+
+fn all(t: &mut Tally) -> Result<(), Stop> {
+    t.heading("cargo test --workspace");
+    t.check("cargo test --workspace", || {
+        // alloc-bench builds mimalloc and jemalloc from source and is tested by `cargo xtask bench`.
+        cmd::run(cmd::cargo().args(["test", "--workspace", "--exclude", "alloc-bench"]))
+    })?;
+
+    t.heading("Miri: cargo +nightly miri test -p alloc-core");
+    miri(t)?;
+
+    let bins = ctests::bin_dir();
+    t.heading("compile the C tests and programs");
+    let mut c_tests = Vec::new();
+    t.check("compile tests/c/*.c", || {
+        c_tests = ctests::compile_all(&bins)?;
+        Ok(())
+    })?;
+    t.check("compile tests/programs/*.c", || programs::compile(&bins))?;
+
+    let mut libs = Vec::new();
+    for backend in Backend::ALL {
+        let name = backend.name();
+        t.heading(&format!("C tests, {name} backend"));
+        let mut built = None;
+        t.check(&format!("build libpagebreak.so ({name})"), || {
+            built = Some(build::build(backend, true, false)?);
+            Ok(())
+        })?;
+        let Some(built) = built else { continue };
+        for test in &c_tests {
+            t.check(&format!("{} ({name})", test.name), || {
+                ctests::run(test, Some(&built.so))
+            })?;
+        }
+        t.check(&format!("link with libpagebreak.a ({name})"), || {
+            ctests::link_static(&built, &bins)
+        })?;
+        t.check(&format!("link with -lpagebreak ({name})"), || {
+            ctests::link_dynamic(&built, &bins)
+        })?;
+        libs.push((backend, built));
+    }
+
+    t.heading("real programs, without pagebreak (reference output)");
+    let progs = programs::all(&bins);
+    let mut reference = Vec::new();
+    t.check("generate the sort input", || {
+        programs::make_sort_input().map(|_| ())
+    })?;
+    for p in &progs {
+        let mut out = None;
+        t.check(&format!("{} (glibc)", p.name), || {
+            out = Some(programs::reference(p)?);
+            Ok(())
+        })?;
+        reference.push(out);
+    }
+    for (backend, built) in &libs {
+        let name = backend.name();
+        t.heading(&format!("real programs, {name} backend"));
+        for (p, want) in progs.iter().zip(&reference) {
+            let Some(want) = want else { continue };
+            t.check(&format!("{} ({name})", p.name), || {
+                programs::compare(p, &built.so, want)
+            })?;
+        }
+    }
+
+    t.heading("the README's commands");
+    t.check("cargo xtask run -- python3 -c ...", programs::quick_start)?;
+    t.check(
+        "cargo xtask run forwards the exit status",
+        programs::exit_status,
+    )?;
+    for backend in Backend::ALL {
+        t.check(&format!("README Rust example ({})", backend.name()), || {
+            programs::readme_rust_example(backend)
+        })?;
+    }
+    Ok(())
+}
+
+/// Miri on the core; skipped loudly where the nightly miri is missing, an error under CI.
+fn miri(t: &mut Tally) -> Result<(), Stop> {
+    let nightly = || {
+        // The rustup proxy, not $CARGO: only the proxy understands `+nightly`.
+        let mut c = Command::new("cargo");
+        c.current_dir(cmd::root()).env_remove("RUSTUP_TOOLCHAIN");
+        c.arg("+nightly");
+        c
+    };
+    let installed = nightly()
+        .args(["miri", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        let msg = "miri not installed (rustup component add miri rust-src --toolchain nightly)";
+        if std::env::var_os("CI").is_some() {
+            return t.check("miri", || {
+                Err(format!("{msg}; CI is set, so this is an error"))
+            });
+        }
+        t.skip(msg);
+        return Ok(());
+    }
+    t.check("cargo +nightly miri test -p alloc-core", || {
+        cmd::run(nightly().args(["miri", "test", "-p", "alloc-core"]))
+    })
+}
