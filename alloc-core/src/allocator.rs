@@ -80,8 +80,13 @@ impl<S: PageSource> Allocator<S> {
             map: SegmentMap::new(),
             secret: AtomicUsize::new(0),
             purge_delay: AtomicU64::new(DEFAULT_PURGE_DELAY_MS),
-            pool: SpinLock::new(HeapPool { free: ptr::null_mut(), all: ptr::null_mut() }),
-            abandoned: SpinLock::new(Abandoned { head: ptr::null_mut() }),
+            pool: SpinLock::new(HeapPool {
+                free: ptr::null_mut(),
+                all: ptr::null_mut(),
+            }),
+            abandoned: SpinLock::new(Abandoned {
+                head: ptr::null_mut(),
+            }),
             abandoned_count: AtomicUsize::new(0),
             cache: SpinLock::new(SpanCache::new()),
             cache_deadline: AtomicU64::new(u64::MAX),
@@ -126,7 +131,10 @@ impl<S: PageSource> Allocator<S> {
             return s;
         }
         let fresh = (self.source.entropy() as usize) | 1;
-        match self.secret.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+        match self
+            .secret
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
             Ok(_) => fresh,
             Err(current) => current,
         }
@@ -151,7 +159,10 @@ impl<S: PageSource> Allocator<S> {
                 // SAFETY: heap i lies inside the fresh span, properly aligned (Heap's
                 // alignment divides PAGE_SIZE and its size).
                 unsafe {
-                    let heap = span.ptr.add(i * core::mem::size_of::<Heap>()).cast::<Heap>();
+                    let heap = span
+                        .ptr
+                        .add(i * core::mem::size_of::<Heap>())
+                        .cast::<Heap>();
                     ptr::write(heap, Heap::blank(false));
                     (*heap).all_next = pool.all;
                     pool.all = heap;
@@ -306,19 +317,33 @@ impl<S: PageSource> Allocator<S> {
     /// # Safety
     ///
     /// As for [`malloc`](Self::malloc).
-    pub unsafe fn malloc_aligned(&self, heap: *mut Heap, size: usize, align: usize, zero: bool) -> *mut u8 {
+    pub unsafe fn malloc_aligned(
+        &self,
+        heap: *mut Heap,
+        size: usize,
+        align: usize,
+        zero: bool,
+    ) -> *mut u8 {
         debug_assert!(align.is_power_of_two());
         // SAFETY: forwarded contract.
         unsafe {
             if align <= 16 {
-                return if zero { self.zalloc(heap, size) } else { self.malloc(heap, size) };
+                return if zero {
+                    self.zalloc(heap, size)
+                } else {
+                    self.malloc(heap, size)
+                };
             }
             if align > MAX_ALIGN || size > MAX_ALLOC {
                 return ptr::null_mut();
             }
             if let Some(class) = aligned_class(size, align) {
                 let block_size = class_size(class);
-                let p = if zero { self.zalloc(heap, block_size) } else { self.malloc(heap, block_size) };
+                let p = if zero {
+                    self.zalloc(heap, block_size)
+                } else {
+                    self.malloc(heap, block_size)
+                };
                 debug_assert!(p as usize % align == 0);
                 return p;
             }
@@ -415,7 +440,12 @@ impl<S: PageSource> Allocator<S> {
                     (*block).next = (*page).encode(current & !DELAY_MASK);
                     ((block as usize) | state, false)
                 };
-                match (*page).thread_free.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Relaxed) {
+                match (*page).thread_free.compare_exchange_weak(
+                    current,
+                    new,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => break notify,
                     Err(seen) => current = seen,
                 }
@@ -462,8 +492,12 @@ impl<S: PageSource> Allocator<S> {
                 self.map.clear(p as usize);
             }
             (*hdr).kind = KIND_FREE;
-            self.counters.large_live_bytes.fetch_sub((*hdr).requested, Ordering::Relaxed);
-            self.counters.large_live_count.fetch_sub(1, Ordering::Relaxed);
+            self.counters
+                .large_live_bytes
+                .fetch_sub((*hdr).requested, Ordering::Relaxed);
+            self.counters
+                .large_live_count
+                .fetch_sub(1, Ordering::Relaxed);
             let _ = heap;
             self.cache_put(hdr.cast(), (*hdr).span_size);
         }
@@ -525,7 +559,7 @@ impl<S: PageSource> Allocator<S> {
                 }
             }
             let hdr = self.large_header(p, entry, call);
-            (*hdr).span_size - (*hdr).block_offset
+            large_usable(&*hdr)
         }
     }
 
@@ -537,7 +571,13 @@ impl<S: PageSource> Allocator<S> {
     ///
     /// `heap` is a live heap of this allocator owned by the calling thread; `p` is null or was
     /// returned by this allocator with alignment `align`.
-    pub unsafe fn realloc(&self, heap: *mut Heap, p: *mut u8, size: usize, align: usize) -> *mut u8 {
+    pub unsafe fn realloc(
+        &self,
+        heap: *mut Heap,
+        p: *mut u8,
+        size: usize,
+        align: usize,
+    ) -> *mut u8 {
         // SAFETY: forwarded contract.
         unsafe {
             if p.is_null() {
@@ -546,14 +586,23 @@ impl<S: PageSource> Allocator<S> {
             let old = self.checked_size(p, Call::Realloc);
             let entry = self.map.get(p as usize);
             let large = entry != SEGMENT_START || (*Segment::of(p)).header.kind == KIND_LARGE;
-            // Keep the block if it fits and would not waste more than half of it.
-            if size <= old && (size >= old / 2 || old <= 64) {
-                if large {
-                    let hdr = self.large_header(p, entry, Call::Realloc);
+            if large {
+                // In place while the span holds the new size and a fresh allocation would get
+                // a span of the same size (growth without a copy, up to the span's end).
+                let hdr = self.large_header(p, entry, Call::Realloc);
+                let offset = (*hdr).block_offset;
+                let fits = offset
+                    .checked_add(size)
+                    .and_then(|n| align_up(n, SEGMENT_SIZE))
+                    == Some((*hdr).span_size);
+                if fits && size > MEDIUM_MAX {
                     let delta = size as isize - (*hdr).requested as isize;
                     (*hdr).requested = size;
                     bump_shared(&self.counters.large_live_bytes, delta);
+                    return p;
                 }
+            } else if size <= old && (size >= old / 2 || old <= 64) {
+                // Keep the block if it fits and would not waste more than half of it.
                 return p;
             }
             let new = self.malloc_aligned(heap, size, align, false);
@@ -573,11 +622,23 @@ impl<S: PageSource> Allocator<S> {
     /// # Safety
     ///
     /// `heap` is the calling thread's live heap.
-    pub(crate) unsafe fn alloc_large(&self, heap: &Heap, size: usize, align: usize, zero: bool) -> *mut u8 {
+    pub(crate) unsafe fn alloc_large(
+        &self,
+        heap: &Heap,
+        size: usize,
+        align: usize,
+        zero: bool,
+    ) -> *mut u8 {
         let _ = heap;
         let offset = align.max(LARGE_HEADER);
         let span_align = align.max(SEGMENT_SIZE);
-        let Some(span_size) = offset.checked_add(size).and_then(|n| align_up(n, PAGE_SIZE)) else {
+        // Spans are whole segments: a bump source (brk, a static arena) would lose the gap
+        // to the next 4 MiB boundary anyway, and whole-segment spans can be recycled as page
+        // segments by the span cache. Untouched pages cost no physical memory.
+        let Some(span_size) = offset
+            .checked_add(size)
+            .and_then(|n| align_up(n, SEGMENT_SIZE))
+        else {
             return ptr::null_mut();
         };
         let Some(span) = self.obtain_span(span_size, span_align) else {
@@ -612,8 +673,12 @@ impl<S: PageSource> Allocator<S> {
             if zero && !span.zeroed {
                 ptr::write_bytes(block, 0, size);
             }
-            self.counters.large_live_bytes.fetch_add(size, Ordering::Relaxed);
-            self.counters.large_live_count.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .large_live_bytes
+                .fetch_add(size, Ordering::Relaxed);
+            self.counters
+                .large_live_count
+                .fetch_add(1, Ordering::Relaxed);
             block
         }
     }
@@ -622,7 +687,9 @@ impl<S: PageSource> Allocator<S> {
 
     fn add_reserved(&self, size: usize) {
         let now = self.counters.reserved.fetch_add(size, Ordering::Relaxed) + size;
-        self.counters.peak_reserved.fetch_max(now, Ordering::Relaxed);
+        self.counters
+            .peak_reserved
+            .fetch_max(now, Ordering::Relaxed);
     }
 
     /// A span from the cache or the source. On failure the cache is emptied back to the
@@ -658,7 +725,11 @@ impl<S: PageSource> Allocator<S> {
         if let Some((old, old_size)) = evicted {
             self.release_span(old, old_size);
         }
-        let deadline = if now == 0 { 0 } else { now + self.purge_delay_ms() };
+        let deadline = if now == 0 {
+            0
+        } else {
+            now + self.purge_delay_ms()
+        };
         self.cache_deadline.fetch_min(deadline, Ordering::Relaxed);
         if now == 0 {
             self.maintain_cache(now, false);
@@ -700,8 +771,15 @@ impl<S: PageSource> Allocator<S> {
                         // SAFETY: the span is out of the cache and unused; header included.
                         let zeroed = unsafe { self.source.purge(ptr, size) };
                         self.counters.purges.fetch_add(1, Ordering::Relaxed);
-                        self.counters.purged_bytes.fetch_add(size, Ordering::Relaxed);
-                        let back = self.cache.lock().put_purged(ptr, size, now.saturating_sub(delay), zeroed);
+                        self.counters
+                            .purged_bytes
+                            .fetch_add(size, Ordering::Relaxed);
+                        let back = self.cache.lock().put_purged(
+                            ptr,
+                            size,
+                            now.saturating_sub(delay),
+                            zeroed,
+                        );
                         if let Some((p, s)) = back {
                             self.release_span(p, s);
                         }
@@ -722,15 +800,18 @@ impl<S: PageSource> Allocator<S> {
         }
         self.counters.segments.fetch_add(1, Ordering::Relaxed);
         // SAFETY: a whole aligned segment-sized span that nothing else uses.
-        unsafe { Segment::init(span.ptr, medium, span.zeroed) }
+        unsafe { Segment::init(span.ptr, span.size, medium, span.zeroed) }
     }
 
     /// An empty page segment goes to the span cache.
     pub(crate) fn free_segment(&self, seg: *mut Segment) {
         // SAFETY: the segment is empty and unlinked from every heap.
-        unsafe { (*seg).header.kind = KIND_FREE };
+        let size = unsafe {
+            (*seg).header.kind = KIND_FREE;
+            (*seg).header.span_size
+        };
         self.counters.segments.fetch_sub(1, Ordering::Relaxed);
-        self.cache_put(seg.cast(), SEGMENT_SIZE);
+        self.cache_put(seg.cast(), size);
     }
 
     /// Purge the free-but-resident page slots of `seg`, one source call per run of slots.
@@ -744,13 +825,19 @@ impl<S: PageSource> Allocator<S> {
                 let run = (dirty >> first).trailing_ones() as usize;
                 let start = Segment::slot_start(seg, first);
                 let zeroed = self.source.purge(start, run * bytes);
-                let mask = if run == 64 { u64::MAX } else { ((1u64 << run) - 1) << first };
+                let mask = if run == 64 {
+                    u64::MAX
+                } else {
+                    ((1u64 << run) - 1) << first
+                };
                 if zeroed {
                     (*seg).zero_slots |= mask;
                 }
                 dirty &= !mask;
                 self.counters.purges.fetch_add(1, Ordering::Relaxed);
-                self.counters.purged_bytes.fetch_add(run * bytes, Ordering::Relaxed);
+                self.counters
+                    .purged_bytes
+                    .fetch_add(run * bytes, Ordering::Relaxed);
             }
             (*seg).dirty_slots = 0;
         }
@@ -865,7 +952,8 @@ impl<S: PageSource> Allocator<S> {
             // SAFETY: pooled heaps are never freed; counters are atomics.
             unsafe {
                 for (class, counter) in (*heap).counters.class_live.iter().enumerate() {
-                    stats.class_live[class] = stats.class_live[class].wrapping_add(counter.load(Ordering::Relaxed));
+                    stats.class_live[class] =
+                        stats.class_live[class].wrapping_add(counter.load(Ordering::Relaxed));
                 }
                 stats.remote_frees += (*heap).counters.remote_frees.load(Ordering::Relaxed);
                 heap = (*heap).all_next;
@@ -875,7 +963,9 @@ impl<S: PageSource> Allocator<S> {
         stats.large_count = c.large_live_count.load(Ordering::Relaxed);
         stats.large_bytes = c.large_live_bytes.load(Ordering::Relaxed);
         stats.allocated = stats.large_bytes
-            + (1..NUM_CLASSES).map(|k| stats.class_live[k] * class_size(k)).sum::<usize>();
+            + (1..NUM_CLASSES)
+                .map(|k| stats.class_live[k] * class_size(k))
+                .sum::<usize>();
         stats.reserved = c.reserved.load(Ordering::Relaxed);
         stats.peak_reserved = c.peak_reserved.load(Ordering::Relaxed);
         stats.segments = c.segments.load(Ordering::Relaxed);
@@ -886,6 +976,12 @@ impl<S: PageSource> Allocator<S> {
         stats.cached_resident = self.cache.lock().resident;
         stats
     }
+}
+
+/// Bytes usable in a large block: the request rounded up to whole pages.
+fn large_usable(hdr: &SegmentHeader) -> usize {
+    let end = align_up(hdr.block_offset + hdr.requested, PAGE_SIZE).unwrap_or(hdr.span_size);
+    end.min(hdr.span_size) - hdr.block_offset
 }
 
 fn bump_shared(counter: &AtomicUsize, delta: isize) {
@@ -899,7 +995,11 @@ fn bump_shared(counter: &AtomicUsize, delta: isize) {
 #[cold]
 #[inline(never)]
 fn corrupt_list(addr: usize) -> ! {
-    report(Misuse { call: Call::Malloc, kind: MisuseKind::CorruptFreeList, ptr: addr })
+    report(Misuse {
+        call: Call::Malloc,
+        kind: MisuseKind::CorruptFreeList,
+        ptr: addr,
+    })
 }
 
 impl Page {
@@ -908,7 +1008,12 @@ impl Page {
         let mut current = self.thread_free.load(Ordering::Relaxed);
         loop {
             let new = (current & !DELAY_MASK) | state;
-            match self.thread_free.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Relaxed) {
+            match self.thread_free.compare_exchange_weak(
+                current,
+                new,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(seen) => current = seen,
             }

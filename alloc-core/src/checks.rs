@@ -101,6 +101,7 @@ pub fn report(misuse: Misuse) -> ! {
         panic_on_misuse(&misuse)
     }
     // SAFETY: the only non-null value ever stored is a `fn(&Misuse) -> !` cast to a pointer.
-    let handler: fn(&Misuse) -> ! = unsafe { core::mem::transmute::<*mut (), fn(&Misuse) -> !>(raw) };
+    let handler: fn(&Misuse) -> ! =
+        unsafe { core::mem::transmute::<*mut (), fn(&Misuse) -> !>(raw) };
     handler(&misuse)
 }

@@ -12,7 +12,9 @@ use crate::allocator::Allocator;
 use crate::checks::{Call, MisuseKind};
 use crate::page::{Block, Page, DELAY_NEVER, DELAY_NO, DELAY_USE};
 use crate::segment::Segment;
-use crate::size_class::{class_of, class_size, is_medium, DIRECT_MAX, DIRECT_SLOTS, MEDIUM_MAX, NUM_CLASSES};
+use crate::size_class::{
+    class_of, class_size, is_medium, DIRECT_MAX, DIRECT_SLOTS, MEDIUM_MAX, NUM_CLASSES,
+};
 use crate::source::PageSource;
 
 /// The page every direct-table slot of an empty heap points to: never has a free block, so the
@@ -35,7 +37,10 @@ pub(crate) struct PageQueue {
 }
 
 impl PageQueue {
-    const EMPTY: PageQueue = PageQueue { first: ptr::null_mut(), last: ptr::null_mut() };
+    const EMPTY: PageQueue = PageQueue {
+        first: ptr::null_mut(),
+        last: ptr::null_mut(),
+    };
 
     /// # Safety
     /// `page` is a live page not in any queue.
@@ -102,7 +107,10 @@ pub(crate) struct HeapCounters {
 
 #[inline(always)]
 pub(crate) fn bump(counter: &AtomicUsize, delta: isize) {
-    counter.store(counter.load(Ordering::Relaxed).wrapping_add_signed(delta), Ordering::Relaxed);
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add_signed(delta),
+        Ordering::Relaxed,
+    );
 }
 
 /// A heap. Obtain one from [`Allocator::new_heap`]; use it from one thread at a time.
@@ -189,7 +197,11 @@ impl Heap {
         }
         let first = self.queues[class].first;
         let page = if first.is_null() { empty_page() } else { first };
-        let lo = if class == 1 { 0 } else { class_size(class - 1) / 16 + 1 };
+        let lo = if class == 1 {
+            0
+        } else {
+            class_size(class - 1) / 16 + 1
+        };
         for slot in &mut self.direct[lo..=size / 16] {
             *slot = page;
         }
@@ -263,7 +275,11 @@ impl Heap {
                 unsafe {
                     let next = (*page).next;
                     if (*page).collect().is_err() {
-                        alloc.report(Call::Malloc, MisuseKind::CorruptFreeList, (*page).start as usize);
+                        alloc.report(
+                            Call::Malloc,
+                            MisuseKind::CorruptFreeList,
+                            (*page).start as usize,
+                        );
                     }
                     if (*page).free.is_null() && (*page).capacity < (*page).reserved {
                         (*page).extend();
@@ -365,7 +381,9 @@ impl Heap {
             let page = addr_of_mut!((*seg).pages[slot]);
             let start = Segment::slot_start(seg, slot);
             (*page).init(start, (*seg).page_bytes(), class, self.secret, zero);
-            (*page).heap.store(self as *mut Heap as usize, Ordering::Relaxed);
+            (*page)
+                .heap
+                .store(self as *mut Heap as usize, Ordering::Relaxed);
             page
         }
     }
@@ -452,7 +470,11 @@ impl Heap {
             }
             if !(*seg).in_purge_list {
                 let now = alloc.source().now_ms();
-                (*seg).purge_deadline = if now == 0 { 0 } else { now + alloc.purge_delay_ms() };
+                (*seg).purge_deadline = if now == 0 {
+                    0
+                } else {
+                    now + alloc.purge_delay_ms()
+                };
                 self.purge_list_push(seg);
             }
         }
@@ -638,8 +660,11 @@ impl Heap {
                 (*seg).in_purge_list = false;
                 alloc.purge_segment_slots(seg);
             }
-            self.next_purge =
-                if self.purge_head.is_null() { u64::MAX } else { (*self.purge_head).purge_deadline };
+            self.next_purge = if self.purge_head.is_null() {
+                u64::MAX
+            } else {
+                (*self.purge_head).purge_deadline
+            };
         }
         alloc.maintain_cache(now, force);
     }
@@ -662,7 +687,11 @@ impl Heap {
                 while !page.is_null() {
                     let next = (*page).next;
                     if (*page).collect().is_err() {
-                        alloc.report(Call::Malloc, MisuseKind::CorruptFreeList, (*page).start as usize);
+                        alloc.report(
+                            Call::Malloc,
+                            MisuseKind::CorruptFreeList,
+                            (*page).start as usize,
+                        );
                     }
                     self.publish(&mut *page);
                     if (*page).used == 0 {
@@ -734,7 +763,11 @@ impl Heap {
                     continue;
                 }
                 if (*page).collect().is_err() {
-                    alloc.report(Call::Free, MisuseKind::CorruptFreeList, (*page).start as usize);
+                    alloc.report(
+                        Call::Free,
+                        MisuseKind::CorruptFreeList,
+                        (*page).start as usize,
+                    );
                 }
                 (*page).next = ptr::null_mut();
                 (*page).prev = ptr::null_mut();
@@ -750,7 +783,10 @@ impl Heap {
                 }
                 // Move its statistics to the allocator's orphan counters.
                 self.publish(&mut *page);
-                bump(&self.counters.class_live[(*page).class as usize], -((*page).published as isize));
+                bump(
+                    &self.counters.class_live[(*page).class as usize],
+                    -((*page).published as isize),
+                );
                 alloc.orphan_live((*page).class as usize, (*page).published as isize);
                 (*page).heap.store(0, Ordering::Release);
             }
@@ -777,10 +813,16 @@ impl Heap {
                 let class = (*page).class as usize;
                 alloc.orphan_live(class, -((*page).published as isize));
                 bump(&self.counters.class_live[class], (*page).published as isize);
-                (*page).heap.store(self as *mut Heap as usize, Ordering::Release);
+                (*page)
+                    .heap
+                    .store(self as *mut Heap as usize, Ordering::Release);
                 (*page).set_delay(DELAY_NO);
                 if (*page).collect().is_err() {
-                    alloc.report(Call::Malloc, MisuseKind::CorruptFreeList, (*page).start as usize);
+                    alloc.report(
+                        Call::Malloc,
+                        MisuseKind::CorruptFreeList,
+                        (*page).start as usize,
+                    );
                 }
                 if (*page).used == 0 {
                     let last = (*seg).used_pages == 1;

@@ -191,7 +191,9 @@ impl Page {
         debug_assert!(self.free.is_null());
         let size = self.block_size;
         let remaining = (self.reserved - self.capacity) as usize;
-        let count = (EXTEND_BYTES / size).clamp(1, remaining.max(1)).min(remaining);
+        let count = (EXTEND_BYTES / size)
+            .clamp(1, remaining.max(1))
+            .min(remaining);
         if count == 0 {
             return;
         }
@@ -202,7 +204,11 @@ impl Page {
             let base = self.start.add(first * size);
             for i in 0..count {
                 let block = base.add(i * size).cast::<Block>();
-                let next = if i + 1 < count { base.add((i + 1) * size) as usize } else { 0 };
+                let next = if i + 1 < count {
+                    base.add((i + 1) * size) as usize
+                } else {
+                    0
+                };
                 (*block).next = self.encode(next);
             }
             self.free = base.cast();
@@ -304,7 +310,11 @@ mod tests {
             let size = page.block_size;
             for offset in (0..(1usize << 16)).step_by(16) {
                 let expect = offset % size == 0 && offset / size < page.reserved as usize;
-                assert_eq!(page.is_block_start(start as usize + offset), expect, "{size} {offset}");
+                assert_eq!(
+                    page.is_block_start(start as usize + offset),
+                    expect,
+                    "{size} {offset}"
+                );
             }
             assert!(!page.is_block_start(start as usize + 8));
             assert!(!page.is_block_start((start as usize).wrapping_sub(size)));
@@ -320,7 +330,11 @@ mod tests {
                 for delta in [0u64, 16, size - 16] {
                     let offset = index * size + delta;
                     let q = offset.wrapping_mul(magic) >> MAGIC_SHIFT;
-                    assert_eq!(q * size == offset, delta == 0, "size {size} offset {offset}");
+                    assert_eq!(
+                        q * size == offset,
+                        delta == 0,
+                        "size {size} offset {offset}"
+                    );
                 }
             }
         }

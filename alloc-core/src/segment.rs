@@ -72,10 +72,20 @@ impl Segment {
     ///
     /// # Safety
     ///
-    /// `base` is a `SEGMENT_SIZE`-aligned span of `SEGMENT_SIZE` bytes that nothing else uses.
-    pub(crate) unsafe fn init(base: *mut u8, medium: bool, zeroed: bool) -> *mut Segment {
+    /// `base` is a `SEGMENT_SIZE`-aligned span of `span_size >= SEGMENT_SIZE` bytes that nothing
+    /// else uses.
+    pub(crate) unsafe fn init(
+        base: *mut u8,
+        span_size: usize,
+        medium: bool,
+        zeroed: bool,
+    ) -> *mut Segment {
         let seg = base.cast::<Segment>();
-        let shift = if medium { MEDIUM_PAGE_SHIFT } else { SMALL_PAGE_SHIFT };
+        let shift = if medium {
+            MEDIUM_PAGE_SHIFT
+        } else {
+            SMALL_PAGE_SHIFT
+        };
         let count = (SEGMENT_SIZE >> shift) as u32;
         // Slots 1..count are free; slot 0 holds this header.
         let free = (u64::MAX >> (64 - count)) & !1;
@@ -88,7 +98,7 @@ impl Segment {
                         kind: if medium { KIND_MEDIUM } else { KIND_SMALL },
                         large_state: AtomicU8::new(LARGE_FREE),
                         page_shift: shift as u8,
-                        span_size: SEGMENT_SIZE,
+                        span_size,
                         block_offset: 0,
                         requested: 0,
                     },

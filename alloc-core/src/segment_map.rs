@@ -31,7 +31,9 @@ pub struct SegmentMap {
 impl SegmentMap {
     /// An empty map.
     pub const fn new() -> Self {
-        SegmentMap { top: [const { AtomicPtr::new(ptr::null_mut()) }; TOP_ENTRIES] }
+        SegmentMap {
+            top: [const { AtomicPtr::new(ptr::null_mut()) }; TOP_ENTRIES],
+        }
     }
 
     #[inline]
@@ -44,7 +46,9 @@ impl SegmentMap {
     /// The entry for the chunk holding `addr` (0 when unknown).
     #[inline]
     pub fn get(&self, addr: usize) -> u8 {
-        let Some((top, index)) = Self::split(addr) else { return 0 };
+        let Some((top, index)) = Self::split(addr) else {
+            return 0;
+        };
         let leaf = self.top[top].load(Ordering::Acquire);
         if leaf.is_null() {
             return 0;
@@ -68,7 +72,9 @@ impl SegmentMap {
     /// Set the entry of the chunk holding `addr`. Returns `false` if the leaf could not be
     /// allocated (out of memory).
     pub fn set<S: PageSource>(&self, source: &S, addr: usize, entry: u8) -> bool {
-        let Some((top, index)) = Self::split(addr) else { return false };
+        let Some((top, index)) = Self::split(addr) else {
+            return false;
+        };
         let mut leaf = self.top[top].load(Ordering::Acquire);
         if leaf.is_null() {
             // SAFETY: LEAF_BYTES is a page multiple and PAGE_SIZE a valid alignment.
@@ -101,7 +107,9 @@ impl SegmentMap {
 
     /// Forget the chunk holding `addr`.
     pub fn clear(&self, addr: usize) {
-        let Some((top, index)) = Self::split(addr) else { return };
+        let Some((top, index)) = Self::split(addr) else {
+            return;
+        };
         let leaf = self.top[top].load(Ordering::Acquire);
         if !leaf.is_null() {
             // SAFETY: as in `get`.

@@ -24,7 +24,13 @@ struct Entry {
     zeroed: bool,
 }
 
-const EMPTY: Entry = Entry { ptr: ptr::null_mut(), size: 0, freed_at: 0, purged: false, zeroed: false };
+const EMPTY: Entry = Entry {
+    ptr: ptr::null_mut(),
+    size: 0,
+    freed_at: 0,
+    purged: false,
+    zeroed: false,
+};
 
 /// The cache proper; lives behind the allocator's lock.
 pub(crate) struct SpanCache {
@@ -44,7 +50,10 @@ pub(crate) enum Work {
 
 impl SpanCache {
     pub(crate) const fn new() -> Self {
-        SpanCache { entries: [EMPTY; CACHE_ENTRIES], resident: 0 }
+        SpanCache {
+            entries: [EMPTY; CACHE_ENTRIES],
+            resident: 0,
+        }
     }
 
     /// Best fit for `size` bytes aligned to `align`: the smallest cached span that is large
@@ -53,7 +62,11 @@ impl SpanCache {
         let limit = size + (size >> FIT_SLACK_SHIFT);
         let mut best: Option<usize> = None;
         for (i, e) in self.entries.iter().enumerate() {
-            if e.ptr.is_null() || e.size < size || e.size > limit || (e.ptr as usize) & (align - 1) != 0 {
+            if e.ptr.is_null()
+                || e.size < size
+                || e.size > limit
+                || (e.ptr as usize) & (align - 1) != 0
+            {
                 continue;
             }
             if best.is_none_or(|b| self.entries[b].size > e.size) {
@@ -64,17 +77,29 @@ impl SpanCache {
         if !e.purged {
             self.resident -= e.size;
         }
-        Some(Span { ptr: e.ptr, size: e.size, zeroed: e.zeroed })
+        Some(Span {
+            ptr: e.ptr,
+            size: e.size,
+            zeroed: e.zeroed,
+        })
     }
 
     /// Keep `span`; returns the entry evicted to make room (to be released by the caller).
     pub(crate) fn put(&mut self, ptr: *mut u8, size: usize, now: u64) -> Option<(*mut u8, usize)> {
-        let entry = Entry { ptr, size, freed_at: now, purged: false, zeroed: false };
+        let entry = Entry {
+            ptr,
+            size,
+            freed_at: now,
+            purged: false,
+            zeroed: false,
+        };
         self.resident += size;
         let slot = match self.entries.iter().position(|e| e.ptr.is_null()) {
             Some(free) => free,
             None => {
-                let oldest = (0..CACHE_ENTRIES).min_by_key(|&i| self.entries[i].freed_at).unwrap_or(0);
+                let oldest = (0..CACHE_ENTRIES)
+                    .min_by_key(|&i| self.entries[i].freed_at)
+                    .unwrap_or(0);
                 let old = self.entries[oldest];
                 self.entries[oldest] = entry;
                 if !old.purged {
@@ -116,10 +141,22 @@ impl SpanCache {
     }
 
     /// Return a span taken out by [`expire`](Self::expire) after purging it.
-    pub(crate) fn put_purged(&mut self, ptr: *mut u8, size: usize, freed_at: u64, zeroed: bool) -> Option<(*mut u8, usize)> {
+    pub(crate) fn put_purged(
+        &mut self,
+        ptr: *mut u8,
+        size: usize,
+        freed_at: u64,
+        zeroed: bool,
+    ) -> Option<(*mut u8, usize)> {
         match self.entries.iter().position(|e| e.ptr.is_null()) {
             Some(slot) => {
-                self.entries[slot] = Entry { ptr, size, freed_at, purged: true, zeroed };
+                self.entries[slot] = Entry {
+                    ptr,
+                    size,
+                    freed_at,
+                    purged: true,
+                    zeroed,
+                };
                 None
             }
             None => Some((ptr, size)),
@@ -137,7 +174,14 @@ impl SpanCache {
         self.entries
             .iter()
             .filter(|e| !e.ptr.is_null())
-            .map(|e| e.freed_at + if e.purged { delay.saturating_mul(RELEASE_FACTOR) } else { delay })
+            .map(|e| {
+                e.freed_at
+                    + if e.purged {
+                        delay.saturating_mul(RELEASE_FACTOR)
+                    } else {
+                        delay
+                    }
+            })
             .min()
             .unwrap_or(u64::MAX)
     }

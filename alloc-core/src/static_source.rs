@@ -47,7 +47,10 @@ impl<const N: usize> StaticSource<N> {
     pub const fn new() -> Self {
         StaticSource {
             arena: Arena(UnsafeCell::new([0; N])),
-            state: SpinLock::new(State { top: 0, free: [(0, 0); FREE_RANGES] }),
+            state: SpinLock::new(State {
+                top: 0,
+                free: [(0, 0); FREE_RANGES],
+            }),
         }
     }
 
@@ -68,14 +71,27 @@ impl<const N: usize> Default for StaticSource<N> {
 }
 
 impl State {
-    fn add_free(&mut self, offset: usize, len: usize) {
+    fn add_free(&mut self, mut offset: usize, mut len: usize) {
         if len == 0 {
             return;
+        }
+        // Merge with released neighbours on either side.
+        for i in 0..FREE_RANGES {
+            let (o, l) = self.free[i];
+            if l != 0 && (o + l == offset || offset + len == o) {
+                self.free[i] = (0, 0);
+                len += l;
+                offset = offset.min(o);
+            }
         }
         if offset + len == self.top {
             self.top = offset;
             // Ranges now touching the top fold into it too.
-            while let Some(i) = self.free.iter().position(|&(o, l)| l != 0 && o + l == self.top) {
+            while let Some(i) = self
+                .free
+                .iter()
+                .position(|&(o, l)| l != 0 && o + l == self.top)
+            {
                 self.top = self.free[i].0;
                 self.free[i] = (0, 0);
             }
@@ -100,18 +116,23 @@ unsafe impl<const N: usize> PageSource for StaticSource<N> {
                 continue;
             }
             let base = self.base() as usize;
-            let Some(start) = align_up(base + offset, align).map(|a| a - base) else { continue };
+            let Some(start) = align_up(base + offset, align).map(|a| a - base) else {
+                continue;
+            };
             if start + size > offset + len {
                 continue;
             }
             state.free[i] = (0, 0);
             state.add_free(offset, start - offset);
             state.add_free(start + size, offset + len - start - size);
-            return Ok(Span { ptr: self.base().wrapping_add(start), size, zeroed: false });
+            return Ok(Span {
+                ptr: self.base().wrapping_add(start),
+                size,
+                zeroed: false,
+            });
         }
         let base = self.base() as usize;
-        let start =
-            align_up(base + state.top, align).ok_or(SourceError::InvalidRequest)? - base;
+        let start = align_up(base + state.top, align).ok_or(SourceError::InvalidRequest)? - base;
         let end = start.checked_add(size).ok_or(SourceError::InvalidRequest)?;
         if end > N {
             return Err(SourceError::OutOfMemory);
@@ -123,7 +144,11 @@ unsafe impl<const N: usize> PageSource for StaticSource<N> {
             state.add_free(old_top, pad);
         }
         // The static starts zeroed and nothing below `top` was ever handed out above `old_top`.
-        Ok(Span { ptr: self.base().wrapping_add(start), size, zeroed: true })
+        Ok(Span {
+            ptr: self.base().wrapping_add(start),
+            size,
+            zeroed: true,
+        })
     }
 
     unsafe fn release(&self, ptr: *mut u8, size: usize) {

@@ -5,23 +5,42 @@
 mod common;
 
 use alloc_core::{Allocator, PageSource, StaticSource};
-use common::{check, Rng, Shadow, StdSource};
+use common::{check_prefix, Rng, Shadow, StdSource};
 
 #[cfg(miri)]
 const OPS: usize = 600;
 #[cfg(not(miri))]
 const OPS: usize = 40_000;
 
-fn pick_size(rng: &mut Rng) -> usize {
+/// Most requests small, some medium, a few large (up to `max_large`).
+fn pick_size(rng: &mut Rng, max_large: u64) -> usize {
     match rng.below(100) {
         0..=59 => rng.below(256) as usize,
         60..=89 => rng.below(16 << 10) as usize,
         90..=97 => rng.below(200 << 10) as usize,
-        _ => (rng.below(if cfg!(miri) { 1 << 20 } else { 6 << 20 })) as usize,
+        _ => rng.below(max_large) as usize,
     }
 }
 
-fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, ops: usize) {
+/// Shape of a model run.
+#[derive(Clone, Copy)]
+struct Profile {
+    ops: usize,
+    /// Largest request of the "large" kind.
+    max_large: u64,
+    /// Alignments go up to 2^(this - 1).
+    max_align_shift: u64,
+    /// Live blocks above which the model only frees, so the heap stays bounded.
+    max_live: usize,
+}
+
+fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, profile: &Profile) {
+    let Profile {
+        ops,
+        max_large,
+        max_align_shift,
+        max_live,
+    } = *profile;
     let heap = alloc.new_heap();
     assert!(!heap.is_null());
     let mut rng = Rng(seed);
@@ -32,23 +51,26 @@ fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, ops: usize) {
         let seed_byte = step as u8;
         // SAFETY: every pointer passed back came from this allocator and is live in the model.
         unsafe {
-            if op < 45 || order.is_empty() {
-                let size = pick_size(&mut rng);
+            if order.len() > max_live && op < 62 {
+                let p = order.swap_remove(0) as *mut u8;
+                shadow.remove(p);
+                alloc.free(heap, p);
+            } else if op < 45 || order.is_empty() {
+                let size = pick_size(&mut rng, max_large);
                 let p = alloc.malloc(heap, size);
                 shadow.insert(p, size, 16, alloc.usable_size(p), seed_byte);
                 order.push(p as usize);
             } else if op < 55 {
-                let size = pick_size(&mut rng);
+                let size = pick_size(&mut rng, max_large);
                 let p = alloc.zalloc(heap, size);
-                check(p, 0, 0);
                 for i in 0..size {
                     assert_eq!(p.add(i).read(), 0, "zalloc({size}) byte {i} not zero");
                 }
                 shadow.insert(p, size, 16, alloc.usable_size(p), seed_byte);
                 order.push(p as usize);
             } else if op < 62 {
-                let size = pick_size(&mut rng) / 4;
-                let align = 1usize << rng.below(if cfg!(miri) { 17 } else { 24 });
+                let size = pick_size(&mut rng, max_large) / 4;
+                let align = 1usize << rng.below(max_align_shift);
                 let p = alloc.malloc_aligned(heap, size, align, false);
                 shadow.insert(p, size, align, alloc.usable_size(p), seed_byte);
                 order.push(p as usize);
@@ -56,10 +78,18 @@ fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, ops: usize) {
                 let i = rng.below(order.len() as u64) as usize;
                 let p = order.swap_remove(i) as *mut u8;
                 let live = shadow.remove(p);
-                let size = pick_size(&mut rng);
+                let size = pick_size(&mut rng, max_large);
                 let q = alloc.realloc(heap, p, size, live.align);
-                assert!(!q.is_null());
-                check(q, size.min(live.size), live.seed);
+                assert!(
+                    !q.is_null(),
+                    "realloc({size}) failed at step {step}: {:?}",
+                    {
+                        let mut s = alloc.stats();
+                        s.class_live = [0; 49];
+                        s
+                    }
+                );
+                check_prefix(q, size.min(live.size), live.size, live.seed);
                 shadow.insert(q, size, live.align, alloc.usable_size(q), seed_byte);
                 order.push(q as usize);
             } else {
@@ -83,18 +113,36 @@ fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, ops: usize) {
 
 #[test]
 fn model_on_static_source() {
-    static ARENA: StaticSource<{ 96 << 20 }> = StaticSource::new();
+    const ARENA_BYTES: usize = if cfg!(miri) { 64 << 20 } else { 256 << 20 };
+    static ARENA: StaticSource<ARENA_BYTES> = StaticSource::new();
     let alloc = Allocator::new(&ARENA);
-    run_model(&alloc, 0x1234_5678, OPS);
+    // Every large block takes a whole segment of the arena: keep few alive.
+    let profile = Profile {
+        ops: OPS,
+        max_large: 512 << 10,
+        max_align_shift: 18,
+        max_live: 300,
+    };
+    run_model(&alloc, 0x1234_5678, &profile);
 }
 
 #[test]
 fn model_on_std_source_many_seeds() {
-    let seeds: &[u64] = if cfg!(miri) { &[7] } else { &[1, 2, 3, 0xdead_beef] };
+    let seeds: &[u64] = if cfg!(miri) {
+        &[7]
+    } else {
+        &[1, 2, 3, 0xdead_beef]
+    };
     for &seed in seeds {
         let source = StdSource::new();
         let alloc = Allocator::new(&source);
-        run_model(&alloc, seed, OPS);
+        let profile = Profile {
+            ops: OPS,
+            max_large: 6 << 20,
+            max_align_shift: 24,
+            max_live: 1500,
+        };
+        run_model(&alloc, seed, &profile);
         // Everything freed and trimmed: the cache gives all spans back.
         let heap = alloc.new_heap();
         // SAFETY: fresh heap, ours.

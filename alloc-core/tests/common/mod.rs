@@ -16,7 +16,9 @@ pub struct StdSource {
 
 impl StdSource {
     pub const fn new() -> Self {
-        StdSource { live: Mutex::new(None) }
+        StdSource {
+            live: Mutex::new(None),
+        }
     }
     pub fn live_spans(&self) -> usize {
         self.live.lock().unwrap().as_ref().map_or(0, |m| m.len())
@@ -26,17 +28,33 @@ impl StdSource {
 // SAFETY: std's allocator returns disjoint, aligned, zeroed regions of the requested size.
 unsafe impl PageSource for StdSource {
     unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
-        let layout = Layout::from_size_align(size, align).map_err(|_| SourceError::InvalidRequest)?;
+        let layout =
+            Layout::from_size_align(size, align).map_err(|_| SourceError::InvalidRequest)?;
         // SAFETY: size is non-zero (contract).
         let ptr = unsafe { alloc_zeroed(layout) };
         if ptr.is_null() {
             return Err(SourceError::OutOfMemory);
         }
-        self.live.lock().unwrap().get_or_insert_with(HashMap::new).insert(ptr as usize, layout);
-        Ok(Span { ptr, size, zeroed: true })
+        self.live
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .insert(ptr as usize, layout);
+        Ok(Span {
+            ptr,
+            size,
+            zeroed: true,
+        })
     }
     unsafe fn release(&self, ptr: *mut u8, size: usize) {
-        let layout = self.live.lock().unwrap().as_mut().unwrap().remove(&(ptr as usize)).expect("release of unknown span");
+        let layout = self
+            .live
+            .lock()
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .remove(&(ptr as usize))
+            .expect("release of unknown span");
         assert_eq!(layout.size(), size, "partial release of {ptr:p}");
         // SAFETY: allocated above with this layout.
         unsafe { dealloc(ptr, layout) };
@@ -68,18 +86,37 @@ pub struct Shadow {
     pub blocks: BTreeMap<usize, Live>,
 }
 
+/// Offsets of a block that carry the pattern: every byte of the first and last 4 KiB, and
+/// every 61st byte between (big blocks would make a byte-by-byte model test crawl).
+fn pattern_offsets(size: usize) -> impl Iterator<Item = usize> {
+    let head = size.min(4096);
+    let tail_start = size.saturating_sub(4096).max(head);
+    (0..head)
+        .chain((head..tail_start).step_by(61))
+        .chain(tail_start..size)
+}
+
 pub fn fill(p: *mut u8, size: usize, seed: u8) {
-    for i in 0..size {
+    for i in pattern_offsets(size) {
         // SAFETY: the block holds `size` bytes.
         unsafe { p.add(i).write(seed.wrapping_add(i as u8)) };
     }
 }
 
 pub fn check(p: *mut u8, size: usize, seed: u8) {
-    for i in 0..size {
+    check_prefix(p, size, size, seed)
+}
+
+/// Check the first `n` bytes of a block that was filled as `size` bytes.
+pub fn check_prefix(p: *mut u8, n: usize, size: usize, seed: u8) {
+    for i in pattern_offsets(size).take_while(|&i| i < n) {
         // SAFETY: the block holds `size` bytes.
         let got = unsafe { p.add(i).read() };
-        assert_eq!(got, seed.wrapping_add(i as u8), "block {p:p} byte {i} of {size} damaged");
+        assert_eq!(
+            got,
+            seed.wrapping_add(i as u8),
+            "block {p:p} byte {i} of {size} damaged"
+        );
     }
 }
 
@@ -92,7 +129,11 @@ impl Shadow {
         assert!(usable >= size, "usable {usable} < requested {size}");
         let len = size.max(1);
         if let Some((&prev, live)) = self.blocks.range(..=a).next_back() {
-            assert!(prev + live.size.max(1) <= a, "block {p:p} overlaps {prev:#x}+{}", live.size);
+            assert!(
+                prev + live.size.max(1) <= a,
+                "block {p:p} overlaps {prev:#x}+{}",
+                live.size
+            );
         }
         if let Some((&next, _)) = self.blocks.range(a + 1..).next() {
             assert!(a + len <= next, "block {p:p}+{size} overlaps {next:#x}");
