@@ -341,14 +341,18 @@ pub fn main(args: &[String]) -> Result<(), String> {
     fs::write(&md_path, md).map_err(|e| format!("{}: {e}", md_path.display()))?;
     println!("wrote {}", md_path.display());
     if let Some(t) = &table {
-        let title = format!(
-            "pagebreak vs. {} — {}, {} cores, {date}",
-            others(t),
+        let title = format!("pagebreak vs. {}", others(t));
+        let subtitle = format!(
+            "{}, {} cores, kernel {}; {date}; median of {} run{}{}",
             machine.cpu,
-            machine.cores
+            machine.cores,
+            machine.kernel,
+            opts.reps,
+            if opts.reps == 1 { "" } else { "s" },
+            if opts.quick { " (--quick)" } else { "" }
         );
         let svg_path = out_dir.join("report.svg");
-        fs::write(&svg_path, svg::chart(t, &title))
+        fs::write(&svg_path, svg::chart(t, &title, &subtitle))
             .map_err(|e| format!("{}: {e}", svg_path.display()))?;
         println!("wrote {}", svg_path.display());
     }

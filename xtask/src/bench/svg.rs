@@ -15,7 +15,7 @@ const RIGHT: f64 = 16.0;
 const PLOT_H: f64 = 250.0;
 /// Vertical space of one panel besides the plot: its title and the workload labels.
 const PANEL_EXTRA: f64 = 70.0;
-const TOP: f64 = 78.0;
+const TOP: f64 = 92.0;
 
 /// Colours by allocator name, so a reader learns them once across reports.
 fn colour(name: &str, i: usize) -> &'static str {
@@ -89,11 +89,13 @@ fn range(groups: &[(String, Vec<Bar>)]) -> (i32, i32) {
     (lo, hi)
 }
 
-pub fn chart(t: &Table, title: &str) -> String {
+/// `title` in bold on top, `subtitle` (machine, date) under it in small print.
+pub fn chart(t: &Table, title: &str, subtitle: &str) -> String {
     let n = t.allocators.len().max(1);
     let ngroups = t.rows.len() + 1;
-    let group_w = n as f64 * BAR_W + GROUP_GAP;
-    let width = (LEFT + RIGHT + ngroups as f64 * group_w).max(640.0);
+    let width = (LEFT + RIGHT + ngroups as f64 * (n as f64 * BAR_W + GROUP_GAP)).max(640.0);
+    // Groups share out the width (a run with few workloads still fills the chart).
+    let group_w = (width - LEFT - RIGHT) / ngroups as f64;
     let panel_h = PLOT_H + PANEL_EXTRA;
     let height = TOP + 2.0 * panel_h + 10.0;
     let base = &t.allocators[t.baseline];
@@ -101,12 +103,15 @@ pub fn chart(t: &Table, title: &str) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        r#"<?xml version="1.0" encoding="UTF-8"?>
+        r##"<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
 <rect x="0" y="0" width="{width:.0}" height="{height:.0}" fill="white"/>
-<text x="{:.0}" y="22" font-size="15" font-weight="bold" text-anchor="middle">{}</text>"#,
+<text x="{:.0}" y="22" font-size="15" font-weight="bold" text-anchor="middle">{}</text>
+<text x="{:.0}" y="40" font-size="11" fill="#444" text-anchor="middle">{}</text>"##,
         width / 2.0,
-        esc(title)
+        esc(title),
+        width / 2.0,
+        esc(subtitle)
     );
     // Legend: one swatch per allocator, centred.
     let item_w: Vec<f64> = t
@@ -118,7 +123,7 @@ pub fn chart(t: &Table, title: &str) -> String {
     for (i, a) in t.allocators.iter().enumerate() {
         let _ = writeln!(
             o,
-            r#"<rect class="swatch" x="{x:.1}" y="38" width="14" height="14" fill="{}"/><text x="{:.1}" y="50" font-size="12">{}</text>"#,
+            r#"<rect class="swatch" x="{x:.1}" y="54" width="14" height="14" fill="{}"/><text x="{:.1}" y="66" font-size="12">{}</text>"#,
             colour(a, i),
             x + 20.0,
             esc(a)
@@ -162,13 +167,13 @@ pub fn chart(t: &Table, title: &str) -> String {
             );
         }
         for (g, (name, bs)) in groups.iter().enumerate() {
-            let gx = LEFT + g as f64 * group_w + GROUP_GAP / 2.0;
+            let gx = LEFT + g as f64 * group_w + (group_w - n as f64 * BAR_W) / 2.0;
             if name == "geomean" {
                 // Set the summary group apart.
                 let _ = writeln!(
                     o,
                     r##"<rect x="{:.1}" y="{top:.1}" width="{group_w:.1}" height="{PLOT_H}" fill="#f4f4f4"/>"##,
-                    gx - GROUP_GAP / 2.0
+                    LEFT + g as f64 * group_w
                 );
             }
             for (i, b) in bs.iter().enumerate() {
@@ -319,13 +324,14 @@ mod tests {
 
     #[test]
     fn svg_is_well_formed_with_one_bar_per_result() {
-        let s = chart(&table(), "pagebreak <test>");
+        let s = chart(&table(), "pagebreak <test>", "machine & date");
         well_formed(&s).unwrap();
         // Per panel: 2 + 3 bars for the workloads that ran, 3 geomeans; two panels.
         assert_eq!(s.matches(r#"class="bar""#).count(), 2 * (5 + 3));
         assert_eq!(s.matches(r#"class="failed""#).count(), 2);
         assert_eq!(s.matches(r#"class="swatch""#).count(), 3);
         assert!(s.contains("larson &amp; co") && s.contains("&lt;SIGSEGV&gt;"));
+        assert!(s.contains("machine &amp; date"));
         // 300x is off the 64x axis: drawn clipped, labelled with its true value.
         assert!(s.contains(">300<"), "{s}");
     }
