@@ -1,0 +1,257 @@
+//! One allocator instance per backend: the static [`Allocator`], the thread-local heap pointer
+//! each thread starts with (a placeholder, so the first use registers nothing), the
+//! `pthread_key` whose destructor retires a thread's heap, and the `fork` handlers.
+//!
+//! A macro stamps this out per backend so both can live in one process (the benchmarks
+//! compare them side by side); the C API uses one of them.
+
+/// Define module `$name` holding an allocator over `$source`.
+macro_rules! define_instance {
+    ($name:ident, $source:ty, $init:expr, $backend:literal, $configure:ident) => {
+        #[doc = concat!("The allocator instance over the ", $backend, " backend.")]
+        pub mod $name {
+            use core::cell::Cell;
+            use core::ffi::c_void;
+            use core::ptr;
+            use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+            use alloc_core::{Allocator, Call, Heap, PlaceholderHeap, Stats};
+
+            use crate::options::Options;
+
+            /// The allocator.
+            pub static ALLOC: Allocator<$source> = Allocator::new($init);
+            static PLACEHOLDER: PlaceholderHeap = PlaceholderHeap::new();
+
+            thread_local! {
+                // Const-initialised and without Drop: first use registers no destructor and
+                // cannot allocate.
+                static HEAP: Cell<*mut Heap> = const { Cell::new(PLACEHOLDER.as_ptr()) };
+            }
+
+            const UNINIT: u8 = 0;
+            const BUSY: u8 = 1;
+            const READY: u8 = 2;
+            static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+            static KEY: AtomicU32 = AtomicU32::new(0);
+            static mut OPTIONS: Options = Options::DEFAULT;
+
+            /// The backend's name.
+            pub const BACKEND: &str = $backend;
+
+            /// The calling thread's heap (the placeholder before its first allocation).
+            #[inline(always)]
+            pub fn heap() -> *mut Heap {
+                HEAP.with(|h| h.get())
+            }
+
+            /// The options read at start-up.
+            pub fn options() -> Options {
+                init();
+                // SAFETY: written once by `init` before STATE becomes READY, read-only after.
+                unsafe { ptr::addr_of!(OPTIONS).read() }
+            }
+
+            /// One-time set-up: options, the misuse reporter, the thread-exit key, fork
+            /// handlers. Re-entrant calls (set-up itself may allocate) see BUSY and go on
+            /// without waiting.
+            #[cold]
+            pub fn init() {
+                if STATE.load(Ordering::Acquire) == READY {
+                    return;
+                }
+                if STATE
+                    .compare_exchange(UNINIT, BUSY, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    return;
+                }
+                let options = Options::from_environ();
+                // SAFETY: only this thread writes, once, before publishing READY.
+                unsafe { ptr::addr_of_mut!(OPTIONS).write(options) };
+                ALLOC.set_purge_delay_ms(options.purge_delay_ms);
+                crate::$configure(ALLOC.source(), &options);
+                alloc_core::checks::set_misuse_handler(crate::report::abort_on_misuse);
+                let mut key: libc::pthread_key_t = 0;
+                // SAFETY: plain libc calls with valid arguments.
+                unsafe {
+                    if libc::pthread_key_create(&mut key, Some(thread_exit)) == 0 {
+                        KEY.store(key + 1, Ordering::Release);
+                    }
+                    libc::pthread_atfork(
+                        Some(before_fork),
+                        Some(after_fork_parent),
+                        Some(after_fork_child),
+                    );
+                }
+                if options.verbose {
+                    options.print(BACKEND);
+                }
+                if options.show_stats {
+                    // SAFETY: registering a plain extern "C" function.
+                    unsafe { libc::atexit(print_stats_at_exit) };
+                }
+                STATE.store(READY, Ordering::Release);
+            }
+
+            extern "C" fn print_stats_at_exit() {
+                crate::print_stats(&ALLOC.stats(), BACKEND);
+            }
+
+            extern "C" fn before_fork() {
+                ALLOC.before_fork();
+            }
+            extern "C" fn after_fork_parent() {
+                // SAFETY: paired with before_fork, in the parent.
+                unsafe { ALLOC.after_fork_parent() };
+            }
+            extern "C" fn after_fork_child() {
+                // SAFETY: paired with before_fork, in the child.
+                unsafe { ALLOC.after_fork_child() };
+            }
+
+            /// Thread exit: retire the heap; later frees on this thread take the remote path.
+            extern "C" fn thread_exit(heap: *mut c_void) {
+                HEAP.with(|h| h.set(PLACEHOLDER.as_ptr()));
+                if !heap.is_null() {
+                    // SAFETY: `heap` is this thread's heap, registered by `bind_heap`, and the
+                    // thread-local no longer points to it.
+                    unsafe { ALLOC.retire_heap(heap.cast()) };
+                }
+            }
+
+            /// The calling thread's heap, creating and binding it on first use.
+            #[cold]
+            #[inline(never)]
+            fn bind_heap() -> *mut Heap {
+                init();
+                let heap = ALLOC.new_heap();
+                if heap.is_null() {
+                    return heap;
+                }
+                // Bind before pthread_setspecific: it may calloc, which must find this heap.
+                HEAP.with(|h| h.set(heap));
+                let key = KEY.load(Ordering::Acquire);
+                if key != 0 {
+                    // SAFETY: the key was created by init; the value is our heap.
+                    unsafe { libc::pthread_setspecific(key - 1, heap.cast()) };
+                }
+                heap
+            }
+
+            #[inline(always)]
+            fn live_heap() -> *mut Heap {
+                let heap = heap();
+                // SAFETY: the thread-local always points at a heap or the placeholder.
+                if unsafe { (*heap).is_live() } {
+                    heap
+                } else {
+                    bind_heap()
+                }
+            }
+
+            /// `malloc`: `size` bytes, 16-byte aligned; null when out of memory.
+            #[inline(always)]
+            pub fn malloc(size: usize) -> *mut u8 {
+                // SAFETY: the heap is this thread's.
+                let p = unsafe { Allocator::<$source>::malloc_fast(heap(), size) };
+                if !p.is_null() {
+                    return p;
+                }
+                malloc_cold(size, false)
+            }
+
+            #[cold]
+            #[inline(never)]
+            fn malloc_cold(size: usize, zero: bool) -> *mut u8 {
+                let heap = live_heap();
+                if heap.is_null() {
+                    return heap.cast();
+                }
+                // SAFETY: a live heap of this thread.
+                unsafe { ALLOC.malloc_slow(heap, size, zero) }
+            }
+
+            /// `calloc` without the overflow check: `size` zeroed bytes.
+            #[inline]
+            pub fn zalloc(size: usize) -> *mut u8 {
+                let heap = heap();
+                // SAFETY: the heap is this thread's; the placeholder's fast path always misses.
+                if unsafe { (*heap).is_live() } {
+                    unsafe { ALLOC.zalloc(heap, size) }
+                } else {
+                    malloc_cold(size, true)
+                }
+            }
+
+            /// `size` bytes aligned to `align` (a power of two), zeroed if `zero`.
+            pub fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
+                let heap = live_heap();
+                if heap.is_null() {
+                    return heap.cast();
+                }
+                // SAFETY: a live heap of this thread.
+                unsafe { ALLOC.malloc_aligned(heap, size, align, zero) }
+            }
+
+            /// `free`; misuse is reported and aborts.
+            ///
+            /// # Safety
+            ///
+            /// `p` is null or a pointer this instance returned (misuse of such is detected).
+            #[inline(always)]
+            pub unsafe fn free(p: *mut u8) {
+                // SAFETY: forwarded contract; the heap is this thread's (or the placeholder).
+                unsafe { ALLOC.free(heap(), p) }
+            }
+
+            /// `realloc` keeping `align`; null when out of memory (then `p` is untouched).
+            ///
+            /// # Safety
+            ///
+            /// `p` is null or a live block of this instance allocated with `align`.
+            pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+                let heap = live_heap();
+                if heap.is_null() {
+                    return heap.cast();
+                }
+                // SAFETY: forwarded contract.
+                unsafe { ALLOC.realloc(heap, p, size, align) }
+            }
+
+            /// `malloc_usable_size`.
+            ///
+            /// # Safety
+            ///
+            /// `p` is null or a live block of this instance.
+            pub unsafe fn usable_size(p: *mut u8) -> usize {
+                // SAFETY: forwarded contract.
+                unsafe { ALLOC.usable_size(p) }
+            }
+
+            /// Free `p`, naming `call` in a misuse report.
+            ///
+            /// # Safety
+            ///
+            /// As for [`free`].
+            pub unsafe fn free_as(p: *mut u8, call: Call) {
+                // SAFETY: forwarded contract.
+                unsafe { ALLOC.free_as(heap(), p, call) }
+            }
+
+            /// `malloc_trim`: give back all free memory now.
+            pub fn trim() -> bool {
+                let heap = live_heap();
+                // SAFETY: a live heap of this thread.
+                !heap.is_null() && unsafe { ALLOC.trim(heap) }
+            }
+
+            /// Counters snapshot.
+            pub fn stats() -> Stats {
+                ALLOC.stats()
+            }
+        }
+    };
+}
+
+pub(crate) use define_instance;

@@ -1,0 +1,142 @@
+//! Options from `PAGEBREAK_*` environment variables, read once at start-up from `environ`
+//! directly (`getenv` may not be safe this early, and nothing here allocates).
+
+use core::ffi::{c_char, CStr};
+use core::fmt::Write;
+
+use crate::report::LineBuf;
+
+extern "C" {
+    static environ: *const *const c_char;
+}
+
+/// The options in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// `PAGEBREAK_PURGE_DELAY_MS`: delay before free memory is returned to the OS.
+    pub purge_delay_ms: u64,
+    /// `PAGEBREAK_HUGE_PAGES`: ask for transparent huge pages on large mappings (mmap backend).
+    pub huge_pages: bool,
+    /// `PAGEBREAK_SHOW_STATS`: print statistics to stderr at exit.
+    pub show_stats: bool,
+    /// `PAGEBREAK_VERBOSE`: print the options in force at start-up.
+    pub verbose: bool,
+}
+
+impl Options {
+    /// The defaults.
+    pub const DEFAULT: Options = Options {
+        purge_delay_ms: alloc_core::DEFAULT_PURGE_DELAY_MS,
+        huge_pages: false,
+        show_stats: false,
+        verbose: false,
+    };
+
+    /// Read the environment. A value that does not parse gets a one-line warning on stderr
+    /// and the default.
+    pub fn from_environ() -> Options {
+        let mut options = Options::DEFAULT;
+        // SAFETY: `environ` is libc's; we only read it. It may be null very early.
+        let mut entry = unsafe { environ };
+        if entry.is_null() {
+            return options;
+        }
+        // SAFETY: environ is a null-terminated array of NUL-terminated strings.
+        unsafe {
+            while !(*entry).is_null() {
+                let bytes = CStr::from_ptr(*entry).to_bytes();
+                if let Some(rest) = bytes.strip_prefix(b"PAGEBREAK_") {
+                    options.apply(rest);
+                }
+                entry = entry.add(1);
+            }
+        }
+        options
+    }
+
+    /// Apply one `NAME=value` (without the `PAGEBREAK_` prefix).
+    pub fn apply(&mut self, assignment: &[u8]) {
+        let Some(eq) = assignment.iter().position(|&b| b == b'=') else {
+            return;
+        };
+        let (name, value) = (&assignment[..eq], &assignment[eq + 1..]);
+        let ok = match name {
+            b"PURGE_DELAY_MS" => parse_u64(value).map(|v| self.purge_delay_ms = v).is_some(),
+            b"HUGE_PAGES" => parse_bool(value).map(|v| self.huge_pages = v).is_some(),
+            b"SHOW_STATS" => parse_bool(value).map(|v| self.show_stats = v).is_some(),
+            b"VERBOSE" => parse_bool(value).map(|v| self.verbose = v).is_some(),
+            _ => {
+                warn(b"unknown option PAGEBREAK_", name, b"ignored");
+                return;
+            }
+        };
+        if !ok {
+            warn(b"cannot parse PAGEBREAK_", assignment, b"using the default");
+        }
+    }
+
+    /// Print the options in force (`PAGEBREAK_VERBOSE=1`).
+    pub fn print(&self, backend: &str) {
+        let mut line = LineBuf::new();
+        let _ = writeln!(
+            line,
+            "pagebreak: backend={backend} purge_delay_ms={} huge_pages={} show_stats={}",
+            self.purge_delay_ms, self.huge_pages as u8, self.show_stats as u8
+        );
+        line.write_stderr();
+    }
+}
+
+fn warn(what: &[u8], name: &[u8], tail: &[u8]) {
+    let mut line = LineBuf::new();
+    let _ = write!(
+        line,
+        "pagebreak: warning: {}{}: {}\n",
+        core::str::from_utf8(what).unwrap_or(""),
+        core::str::from_utf8(name).unwrap_or("?"),
+        core::str::from_utf8(tail).unwrap_or("")
+    );
+    line.write_stderr();
+}
+
+fn parse_u64(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 {
+        return None;
+    }
+    value.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + (b - b'0') as u64)
+    })
+}
+
+fn parse_bool(value: &[u8]) -> Option<bool> {
+    match value {
+        b"1" | b"true" | b"yes" | b"on" => Some(true),
+        b"0" | b"false" | b"no" | b"off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_values() {
+        let mut o = Options::DEFAULT;
+        o.apply(b"PURGE_DELAY_MS=250");
+        o.apply(b"HUGE_PAGES=1");
+        o.apply(b"SHOW_STATS=yes");
+        assert_eq!(o.purge_delay_ms, 250);
+        assert!(o.huge_pages && o.show_stats && !o.verbose);
+    }
+
+    #[test]
+    fn bad_values_keep_defaults() {
+        let mut o = Options::DEFAULT;
+        o.apply(b"PURGE_DELAY_MS=soon");
+        o.apply(b"PURGE_DELAY_MS=");
+        o.apply(b"HUGE_PAGES=maybe");
+        o.apply(b"NOT_AN_OPTION=1");
+        assert_eq!(o, Options::DEFAULT);
+    }
+}
