@@ -18,8 +18,12 @@ use crate::build::{self, Backend};
 use crate::cmd;
 use stats::{Cell, Row, Run, Status, Summary, Table};
 use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, SystemTime};
 
 const USAGE: &str = "\
@@ -195,6 +199,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
     fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let started = SystemTime::now();
     let mut notes = Vec::new();
+    // (workload or micro case, allocator, what happened)
+    let mut failures = Vec::new();
 
     // 1. Both flavours of the preload library; a failed build is reported, not fatal,
     // so the other allocators still get measured.
@@ -227,24 +233,12 @@ pub fn main(args: &[String]) -> Result<(), String> {
             "criterion micro-benchmarks{}",
             if opts.quick { " (quick)" } else { "" }
         ));
-        let mut c = cmd::cargo();
-        c.args(["bench", "-p", "alloc-bench", "--bench", "micro"])
-            .env("CRITERION_HOME", &home);
-        if opts.quick {
-            c.env("PAGEBREAK_BENCH_QUICK", "1");
-        }
-        if let Err(e) = cmd::run(&mut c) {
-            // Keep going: the macro workloads do not depend on it, and the results of
-            // the cases that did finish are still read below.
-            eprintln!("bench: micro-benchmarks failed: {e}");
-            notes.push(format!("The micro-benchmarks did not finish: {e}."));
-        }
+        run_criterion(&opts, &home, &mut notes, &mut failures);
         micro_table = Some(micro::collect(&home, started));
     }
 
     // 3. Whole programs.
     let mut table = None;
-    let mut failures = Vec::new();
     let mut libraries = Vec::new();
     let mut workload_info = Vec::new();
     if opts.macro_ {
@@ -256,7 +250,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
             libraries.push((
                 a.name.clone(),
                 match &a.load {
-                    Load::Preload(p) => format!("`LD_PRELOAD={}`", p.display()),
+                    Load::Preload(p) => {
+                        let shown = display_argv(&root, &[p.display().to_string()]);
+                        match debian_package(p) {
+                            Some(pkg) => format!("`LD_PRELOAD={shown}` (Debian {pkg})"),
+                            None => format!("`LD_PRELOAD={shown}`"),
+                        }
+                    }
                     Load::Native => "the system's malloc, no preload".into(),
                     Load::Broken(e) => format!("not measured: {e}"),
                 },
@@ -359,6 +359,113 @@ pub fn main(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs the criterion suite, echoing its output. If an allocator crashes or hangs the
+/// bench process, that is recorded and the suite runs again without it, so one broken
+/// allocator does not cost the others their results (those already written are kept).
+fn run_criterion(
+    opts: &Options,
+    home: &Path,
+    notes: &mut Vec<String>,
+    failures: &mut Vec<(String, String, String)>,
+) {
+    // No output for this long means a hang: criterion prints every few seconds.
+    const STALL: Duration = Duration::from_secs(300);
+    let mut excluded: Vec<String> = Vec::new();
+    loop {
+        let mut c = cmd::cargo();
+        c.args(["bench", "-p", "alloc-bench", "--bench", "micro"])
+            .env("CRITERION_HOME", home)
+            .env("PAGEBREAK_BENCH_EXCLUDE", excluded.join(","))
+            .stdout(Stdio::piped())
+            .process_group(0);
+        if opts.quick {
+            c.env("PAGEBREAK_BENCH_QUICK", "1");
+        }
+        eprintln!("$ {}", cmd::show(&c));
+        let mut child = match c.spawn() {
+            Ok(ch) => ch,
+            Err(e) => {
+                notes.push(format!("The micro-benchmarks could not start: {e}."));
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // The bench id criterion is working on: "<case>/<allocator>".
+        let mut current: Option<String> = None;
+        let mut hung = false;
+        loop {
+            match rx.recv_timeout(STALL) {
+                Ok(line) => {
+                    println!("{line}");
+                    if let Some(rest) = line.strip_prefix("Benchmarking ") {
+                        let id = rest.split(':').next().unwrap_or(rest).trim();
+                        current = Some(id.to_string());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    hung = true;
+                    kill_group(child.id());
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let status = child.wait();
+        let ok = !hung && status.as_ref().is_ok_and(|s| s.success());
+        if ok {
+            return;
+        }
+        let what = if hung {
+            format!("hung (no output for {} s)", STALL.as_secs())
+        } else {
+            match &status {
+                Ok(s) => cmd::describe(*s),
+                Err(e) => e.to_string(),
+            }
+        };
+        // The allocator is the last part of the bench id; without one, the bench did not
+        // even build or start, and running it again would not help.
+        let culprit = current
+            .as_deref()
+            .and_then(|id| id.rsplit_once('/'))
+            .map(|(_, a)| a.to_string())
+            .filter(|a| ALL_ALLOCATORS.contains(&a.as_str()) && !excluded.contains(a));
+        match (culprit, current) {
+            (Some(a), Some(id)) => {
+                let msg = format!("the micro-benchmark process {what} in `{id}`");
+                eprintln!("bench: {msg}; running the suite again without {a}");
+                failures.push((format!("micro: {id}"), a.clone(), msg.clone()));
+                notes.push(format!(
+                    "{a} was left out of the micro-benchmarks after {msg}; its results \
+                     before that are kept."
+                ));
+                excluded.push(a);
+            }
+            _ => {
+                eprintln!("bench: micro-benchmarks failed: {what}");
+                notes.push(format!("The micro-benchmarks did not finish: {what}."));
+                return;
+            }
+        }
+    }
+}
+
+/// SIGKILLs a process group (std has no kill(2); the kill utility does it).
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
 fn others(t: &Table) -> String {
     let v: Vec<&str> = t
         .allocators
@@ -445,6 +552,24 @@ fn find_library(env: &str, stem: &str) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// "package version" of the Debian package that installed `lib`, if dpkg knows it.
+fn debian_package(lib: &Path) -> Option<String> {
+    let real = fs::canonicalize(lib).ok()?;
+    let out = Command::new("dpkg-query")
+        .arg("-S")
+        .arg(&real)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pkg = text.lines().next()?.split(':').next()?.trim().to_string();
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", &pkg])
+        .output()
+        .ok()?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !version.is_empty()).then(|| format!("{pkg} {version}"))
 }
 
 /// Compiles alloc-bench/workloads/<stem>.c into `bin`, when the source is newer.
