@@ -64,12 +64,12 @@ pub fn all(bins: &Path) -> Vec<Program> {
             timeout: Duration::from_secs(300),
         },
         Program {
-            name: format!("sort -S 2M --parallel=2 ({SORT_LINES} lines)"),
+            name: format!("sort -S 128K --parallel=2 ({SORT_LINES} lines)"),
             make: Box::new(move || {
                 let _ = fs::create_dir_all(&tmp);
                 let mut c = Command::new("sort");
                 c.env("LC_ALL", "C")
-                    .args(["-S", "2M", "--parallel=2", "-T"])
+                    .args(["-S", "128K", "--parallel=2", "-T"])
                     .arg(&tmp)
                     .arg(sort_input());
                 c
