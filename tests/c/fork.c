@@ -5,7 +5,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#define BUSY 4
+#define BUSY 3
 #define FORKS 200
 
 static volatile int stop;

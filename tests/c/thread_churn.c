@@ -16,6 +16,22 @@ struct gift {
 /* Blocks left by the previous wave's threads, one row per thread. */
 static struct gift left[PER_WAVE][KEEP];
 
+/* A thread-specific value whose destructor frees and allocates during thread exit,
+   possibly after the allocator's own per-thread cleanup has run. */
+static pthread_key_t key;
+
+static void at_exit_of_thread(void *v) {
+    struct gift *g = v;
+    size_t bad = verify(g->p, g->n, g->seed);
+    CHECKF(bad == g->n, "block freed at thread exit: byte %zu", bad);
+    free(g->p);
+    void *q = malloc(g->n * 2);
+    CHECK(q != NULL);
+    memset(q, 1, g->n * 2);
+    free(q);
+    free(g);
+}
+
 static size_t rss(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     CHECK(f != NULL);
@@ -29,6 +45,14 @@ static void *short_life(void *arg) {
     intptr_t id = (intptr_t)arg;
     uint64_t s = 0xC0FFEEull + (uint64_t)id * 7919;
     struct gift *row = left[id % PER_WAVE];
+    struct gift *g = malloc(sizeof *g);
+    CHECK(g != NULL);
+    g->n = (size_t)id % 3000 + 1;
+    g->seed = (uint32_t)id;
+    g->p = malloc(g->n);
+    CHECK(g->p != NULL);
+    fill(g->p, g->n, g->seed);
+    CHECK(pthread_setspecific(key, g) == 0);
     /* Take over the previous thread's blocks: check, then free. */
     for (int i = 0; i < KEEP; i++)
         if (row[i].p) {
@@ -58,6 +82,7 @@ static void *short_life(void *arg) {
 
 int main(void) {
     size_t warm = 0;
+    CHECK(pthread_key_create(&key, at_exit_of_thread) == 0);
     for (int w = 0; w < WAVES; w++) {
         pthread_t t[PER_WAVE];
         for (int i = 0; i < PER_WAVE; i++)
