@@ -30,8 +30,10 @@ int main(void) {
     for (int i = 0; i < PIECES; i++) {
         size_t n = i % 2 ? 200000 : 1000;
         p[i] = malloc(n);
-        CHECKF(p[i] != NULL, "malloc(%zu) #%d under RLIMIT_DATA, %zu MiB of headroom", n, i,
-               (size_t)256);
+        CHECKF(p[i] != NULL,
+               "malloc(%zu) #%d failed under RLIMIT_DATA with 256 MiB of headroom: VmData "
+               "grew by %zu MiB for %d KiB of blocks",
+               n, i, (vm_data() + (256u << 20) - limit) >> 20, i / 2 * 201);
         fill(p[i], n, (uint32_t)i);
     }
 
