@@ -132,7 +132,7 @@ const WORKLOADS: &[Workload] = &[
         name: "cache-scratch",
         what: "threads free a block from the main thread, then allocate and write 8-byte objects (false sharing)",
         program: Program::C("cache_scratch"),
-        full: &["20000"],
+        full: &["10000"],
         quick: &["4000"],
     },
     Workload {
