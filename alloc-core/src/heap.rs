@@ -327,8 +327,11 @@ impl Heap {
         // SAFETY: `page` is ours and in its class queue.
         unsafe {
             let class = (*page).class as usize;
+            let was_first = self.queues[class].first == page;
             self.queues[class].remove(page);
-            self.update_direct(class);
+            if was_first {
+                self.update_direct(class);
+            }
             self.publish(&mut *page);
             (*page).in_full = true;
             self.full.push_back(page);
@@ -349,7 +352,9 @@ impl Heap {
             (*page).in_full = false;
             let class = (*page).class as usize;
             self.queues[class].push_back(page);
-            self.update_direct(class);
+            if self.queues[class].first == page {
+                self.update_direct(class);
+            }
         }
     }
 
@@ -436,11 +441,12 @@ impl Heap {
             let class = (*page).class as usize;
             let queue = self.queues[class];
             if queue.first == page && queue.last == page {
-                self.publish(&mut *page);
                 return;
             }
             self.queues[class].remove(page);
-            self.update_direct(class);
+            if queue.first == page {
+                self.update_direct(class);
+            }
             self.page_free(alloc, page);
         }
     }

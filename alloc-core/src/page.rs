@@ -36,33 +36,38 @@ const EXTEND_BYTES: usize = 4096;
 /// Shift of the block-index reciprocal: exact for offsets < 2^22 and block sizes < 2^19.
 const MAGIC_SHIFT: u32 = 41;
 
-/// Page metadata, kept out of band in its segment's header.
-#[repr(C)]
+/// Page metadata, kept out of band in its segment's header. The first cache line holds
+/// everything the malloc and free fast paths touch.
+#[repr(C, align(64))]
 pub struct Page {
-    // --- malloc fast path ---
+    // --- first cache line: the fast paths ---
     pub(crate) free: *mut Block,
     pub(crate) key: usize,
     pub(crate) start: *mut u8,
-    pub(crate) used: u32,
-    pub(crate) capacity: u32,
-    // --- free fast path ---
     pub(crate) block_magic: u64,
     pub(crate) block_size: usize,
     pub(crate) local_free: *mut Block,
     pub(crate) heap: AtomicUsize,
+    /// Blocks handed out and not freed locally (at most 4096 per page).
+    pub(crate) used: u16,
     pub(crate) in_full: bool,
+    pub(crate) class: u8,
+    /// Bytes of the page that hold blocks.
+    pub(crate) area: u32,
+    // --- slow paths ---
+    pub(crate) capacity: u16,
+    pub(crate) reserved: u16,
     pub(crate) free_is_zero: bool,
     pub(crate) zero_init: bool,
     pub(crate) in_use: bool,
-    pub(crate) class: u8,
-    pub(crate) reserved: u32,
-    // --- slow paths ---
+    /// `used` as last reported to the heap's per-class statistics.
+    pub(crate) published: u16,
     pub(crate) thread_free: AtomicUsize,
     pub(crate) next: *mut Page,
     pub(crate) prev: *mut Page,
-    /// `used` as last reported to the heap's per-class statistics.
-    pub(crate) published: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<Page>() == 128);
 
 impl Page {
     /// An unused page: no blocks, and a start of 0 so every interior-pointer check fails.
@@ -77,6 +82,7 @@ impl Page {
         local_free: ptr::null_mut(),
         heap: AtomicUsize::new(0),
         in_full: false,
+        area: 0,
         free_is_zero: false,
         zero_init: false,
         in_use: false,
@@ -109,7 +115,7 @@ impl Page {
     /// Bytes of the page that hold blocks.
     #[inline(always)]
     pub(crate) fn area(&self) -> usize {
-        self.reserved as usize * self.block_size
+        self.area as usize
     }
 
     /// Whether `addr` is exactly the start of one of this page's blocks.
@@ -146,7 +152,8 @@ impl Page {
         self.start = start;
         self.used = 0;
         self.capacity = 0;
-        self.reserved = (area / size) as u32;
+        self.reserved = (area / size) as u16;
+        self.area = (self.reserved as usize * size) as u32;
         self.block_size = size;
         self.block_magic = (1u64 << MAGIC_SHIFT) / size as u64 + 1;
         self.class = class as u8;
@@ -168,6 +175,7 @@ impl Page {
         self.block_size = 0;
         self.block_magic = 0;
         self.reserved = 0;
+        self.area = 0;
         self.capacity = 0;
         self.used = 0;
         self.in_use = false;
@@ -213,7 +221,7 @@ impl Page {
             }
             self.free = base.cast();
         }
-        self.capacity += count as u32;
+        self.capacity += count as u16;
         self.free_is_zero = self.zero_init;
     }
 
@@ -227,7 +235,7 @@ impl Page {
         if self.thread_free.load(Ordering::Relaxed) & !DELAY_MASK != 0 {
             let taken = self.thread_free.fetch_and(DELAY_MASK, Ordering::Acquire) & !DELAY_MASK;
             // Walk to the tail, counting; a list longer than the page is damaged.
-            let mut count = 1u32;
+            let mut count = 1u16;
             let mut tail = self.block_at(taken);
             loop {
                 // SAFETY: `tail` is a block of this page (checked by link_ok below for all but
@@ -236,7 +244,7 @@ impl Page {
                 if next == 0 {
                     break;
                 }
-                if !self.link_ok(next) || count > self.reserved {
+                if !self.link_ok(next) || count >= self.reserved {
                     return Err(tail as usize);
                 }
                 tail = self.block_at(next);

@@ -45,21 +45,21 @@ fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, profile: &Profile) 
     assert!(!heap.is_null());
     let mut rng = Rng(seed);
     let mut shadow = Shadow::default();
-    let mut order: Vec<usize> = Vec::new();
+    let mut order: Vec<*mut u8> = Vec::new();
     for step in 0..ops {
         let op = rng.below(100);
         let seed_byte = step as u8;
         // SAFETY: every pointer passed back came from this allocator and is live in the model.
         unsafe {
             if order.len() > max_live && op < 62 {
-                let p = order.swap_remove(0) as *mut u8;
+                let p = order.swap_remove(0);
                 shadow.remove(p);
                 alloc.free(heap, p);
             } else if op < 45 || order.is_empty() {
                 let size = pick_size(&mut rng, max_large);
                 let p = alloc.malloc(heap, size);
                 shadow.insert(p, size, 16, alloc.usable_size(p), seed_byte);
-                order.push(p as usize);
+                order.push(p);
             } else if op < 55 {
                 let size = pick_size(&mut rng, max_large);
                 let p = alloc.zalloc(heap, size);
@@ -67,16 +67,16 @@ fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, profile: &Profile) 
                     assert_eq!(p.add(i).read(), 0, "zalloc({size}) byte {i} not zero");
                 }
                 shadow.insert(p, size, 16, alloc.usable_size(p), seed_byte);
-                order.push(p as usize);
+                order.push(p);
             } else if op < 62 {
                 let size = pick_size(&mut rng, max_large) / 4;
                 let align = 1usize << rng.below(max_align_shift);
                 let p = alloc.malloc_aligned(heap, size, align, false);
                 shadow.insert(p, size, align, alloc.usable_size(p), seed_byte);
-                order.push(p as usize);
+                order.push(p);
             } else if op < 75 {
                 let i = rng.below(order.len() as u64) as usize;
-                let p = order.swap_remove(i) as *mut u8;
+                let p = order.swap_remove(i);
                 let live = shadow.remove(p);
                 let size = pick_size(&mut rng, max_large);
                 let q = alloc.realloc(heap, p, size, live.align);
@@ -91,19 +91,19 @@ fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, profile: &Profile) 
                 );
                 check_prefix(q, size.min(live.size), live.size, live.seed);
                 shadow.insert(q, size, live.align, alloc.usable_size(q), seed_byte);
-                order.push(q as usize);
+                order.push(q);
             } else {
                 let i = rng.below(order.len() as u64) as usize;
-                let p = order.swap_remove(i) as *mut u8;
+                let p = order.swap_remove(i);
                 shadow.remove(p);
                 alloc.free(heap, p);
             }
         }
     }
     for p in order {
-        shadow.remove(p as *mut u8);
+        shadow.remove(p);
         // SAFETY: live block of this allocator.
-        unsafe { alloc.free(heap, p as *mut u8) };
+        unsafe { alloc.free(heap, p) };
     }
     let stats = alloc.stats();
     // SAFETY: the heap is ours and unused from now on.
