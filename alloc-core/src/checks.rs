@@ -68,7 +68,8 @@ impl fmt::Display for Misuse {
     /// `free(): double free of 0x7f...` — one line, no allocation.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.kind {
-            MisuseKind::DoubleFree => "double free of",
+            MisuseKind::DoubleFree if self.call == Call::Free => "double free of",
+            MisuseKind::DoubleFree => "pointer already freed:",
             MisuseKind::InvalidPointer => "invalid pointer (not allocated by pagebreak)",
             MisuseKind::CorruptFreeList => "free list corrupted (use after free?) near",
         };
