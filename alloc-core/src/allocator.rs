@@ -9,10 +9,10 @@ use crate::checks::{report, Call, Misuse, MisuseKind};
 use crate::heap::{bump, Heap};
 use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO, DELAY_USE};
 use crate::segment::{
-    Segment, SegmentHeader, KIND_FREE, KIND_LARGE, KIND_MEDIUM, KIND_SMALL, LARGE_FREE, LARGE_LIVE,
+    is_page_kind, Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE,
 };
 use crate::segment_map::{SegmentMap, SEGMENT_START};
-use crate::size_class::{aligned_class, class_size, DIRECT_MAX, MEDIUM_MAX, NUM_CLASSES};
+use crate::size_class::{aligned_class, class_size, PageKind, DIRECT_MAX, LARGE_MAX, NUM_CLASSES};
 use crate::source::{PageSource, Span};
 use crate::span_cache::{SpanCache, Work};
 use crate::stats::Stats;
@@ -48,8 +48,8 @@ struct Counters {
     reserved: AtomicUsize,
     peak_reserved: AtomicUsize,
     segments: AtomicUsize,
-    large_live_bytes: AtomicUsize,
-    large_live_count: AtomicUsize,
+    huge_live_bytes: AtomicUsize,
+    huge_live_count: AtomicUsize,
     purges: AtomicUsize,
     purged_bytes: AtomicUsize,
     orphan_class_live: [AtomicUsize; NUM_CLASSES],
@@ -94,8 +94,8 @@ impl<S: PageSource> Allocator<S> {
                 reserved: AtomicUsize::new(0),
                 peak_reserved: AtomicUsize::new(0),
                 segments: AtomicUsize::new(0),
-                large_live_bytes: AtomicUsize::new(0),
-                large_live_count: AtomicUsize::new(0),
+                huge_live_bytes: AtomicUsize::new(0),
+                huge_live_count: AtomicUsize::new(0),
                 purges: AtomicUsize::new(0),
                 purged_bytes: AtomicUsize::new(0),
                 orphan_class_live: [const { AtomicUsize::new(0) }; NUM_CLASSES],
@@ -404,7 +404,7 @@ impl<S: PageSource> Allocator<S> {
         // SAFETY: the map says a segment header starts at `seg`.
         unsafe {
             let kind = (*seg).header.kind;
-            if kind != KIND_SMALL && kind != KIND_MEDIUM {
+            if !is_page_kind(kind) {
                 return self.free_special(heap, p, entry, call);
             }
             let page = Self::page_of(p);
@@ -484,7 +484,7 @@ impl<S: PageSource> Allocator<S> {
         // SAFETY: `large_header` validates before anything is written.
         unsafe {
             let hdr = self.large_header(p, entry, call);
-            if (*hdr).large_state.swap(LARGE_FREE, Ordering::AcqRel) != LARGE_LIVE {
+            if (*hdr).huge_state.swap(HUGE_FREE, Ordering::AcqRel) != HUGE_LIVE {
                 self.report(call, MisuseKind::DoubleFree, p as usize);
             }
             let offset = (*hdr).block_offset;
@@ -493,10 +493,10 @@ impl<S: PageSource> Allocator<S> {
             }
             (*hdr).kind = KIND_FREE;
             self.counters
-                .large_live_bytes
+                .huge_live_bytes
                 .fetch_sub((*hdr).requested, Ordering::Relaxed);
             self.counters
-                .large_live_count
+                .huge_live_count
                 .fetch_sub(1, Ordering::Relaxed);
             let _ = heap;
             self.cache_put(hdr.cast(), (*hdr).span_size);
@@ -515,7 +515,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             let kind = (*hdr).kind;
             let exact = (*hdr).block_offset != 0 && hdr_addr + (*hdr).block_offset == p as usize;
-            if kind == KIND_LARGE && exact {
+            if kind == KIND_HUGE && exact {
                 return hdr;
             }
             if kind == KIND_FREE && exact {
@@ -547,7 +547,7 @@ impl<S: PageSource> Allocator<S> {
             if entry == SEGMENT_START {
                 let seg = Segment::of(p);
                 let kind = (*seg).header.kind;
-                if kind == KIND_SMALL || kind == KIND_MEDIUM {
+                if is_page_kind(kind) {
                     let page = Self::page_of(p);
                     if !(*page).is_block_start(p as usize) {
                         self.report(call, MisuseKind::InvalidPointer, p as usize);
@@ -585,20 +585,16 @@ impl<S: PageSource> Allocator<S> {
             }
             let old = self.checked_size(p, Call::Realloc);
             let entry = self.map.get(p as usize);
-            let large = entry != SEGMENT_START || (*Segment::of(p)).header.kind == KIND_LARGE;
+            let large = entry != SEGMENT_START || (*Segment::of(p)).header.kind == KIND_HUGE;
             if large {
-                // In place while the span holds the new size and a fresh allocation would get
-                // a span of the same size (growth without a copy, up to the span's end).
+                // In place while the span holds the new size and at least half of it is used
+                // (a cached span may be up to 25% larger than its first use needed).
                 let hdr = self.large_header(p, entry, Call::Realloc);
-                let offset = (*hdr).block_offset;
-                let fits = offset
-                    .checked_add(size)
-                    .and_then(|n| align_up(n, SEGMENT_SIZE))
-                    == Some((*hdr).span_size);
-                if fits && size > MEDIUM_MAX {
+                let room = (*hdr).span_size - (*hdr).block_offset;
+                if size <= room && size >= room / 2 && size > LARGE_MAX {
                     let delta = size as isize - (*hdr).requested as isize;
                     (*hdr).requested = size;
-                    bump_shared(&self.counters.large_live_bytes, delta);
+                    bump_shared(&self.counters.huge_live_bytes, delta);
                     return p;
                 }
             } else if size <= old && (size >= old / 2 || old <= 64) {
@@ -632,12 +628,12 @@ impl<S: PageSource> Allocator<S> {
         let _ = heap;
         let offset = align.max(LARGE_HEADER);
         let span_align = align.max(SEGMENT_SIZE);
-        // Spans are whole segments: a bump source (brk, a static arena) would lose the gap
-        // to the next 4 MiB boundary anyway, and whole-segment spans can be recycled as page
-        // segments by the span cache. Untouched pages cost no physical memory.
+        // Page-granular: RLIMIT_DATA and RSS count what is mapped, so a 1.1 MiB block must not
+        // map 4 MiB. (A bump source loses the gap to the next 4 MiB boundary; blocks this big
+        // make that at most 4x of address space, never of memory touched.)
         let Some(span_size) = offset
             .checked_add(size)
-            .and_then(|n| align_up(n, SEGMENT_SIZE))
+            .and_then(|n| align_up(n, PAGE_SIZE))
         else {
             return ptr::null_mut();
         };
@@ -650,8 +646,8 @@ impl<S: PageSource> Allocator<S> {
             ptr::write(
                 hdr,
                 SegmentHeader {
-                    kind: KIND_LARGE,
-                    large_state: core::sync::atomic::AtomicU8::new(LARGE_LIVE),
+                    kind: KIND_HUGE,
+                    huge_state: core::sync::atomic::AtomicU8::new(HUGE_LIVE),
                     page_shift: 0,
                     span_size: span.size,
                     block_offset: offset,
@@ -674,10 +670,10 @@ impl<S: PageSource> Allocator<S> {
                 ptr::write_bytes(block, 0, size);
             }
             self.counters
-                .large_live_bytes
+                .huge_live_bytes
                 .fetch_add(size, Ordering::Relaxed);
             self.counters
-                .large_live_count
+                .huge_live_count
                 .fetch_add(1, Ordering::Relaxed);
             block
         }
@@ -789,8 +785,8 @@ impl<S: PageSource> Allocator<S> {
         }
     }
 
-    /// A new page segment (small or medium pages), or null when out of memory.
-    pub(crate) fn new_segment(&self, medium: bool) -> *mut Segment {
+    /// A new page segment, or null when out of memory.
+    pub(crate) fn new_segment(&self, kind: PageKind) -> *mut Segment {
         let Some(span) = self.obtain_span(SEGMENT_SIZE, SEGMENT_SIZE) else {
             return ptr::null_mut();
         };
@@ -800,7 +796,7 @@ impl<S: PageSource> Allocator<S> {
         }
         self.counters.segments.fetch_add(1, Ordering::Relaxed);
         // SAFETY: a whole aligned segment-sized span that nothing else uses.
-        unsafe { Segment::init(span.ptr, span.size, medium, span.zeroed) }
+        unsafe { Segment::init(span.ptr, span.size, kind, span.zeroed) }
     }
 
     /// An empty page segment goes to the span cache.
@@ -960,9 +956,9 @@ impl<S: PageSource> Allocator<S> {
             }
         }
         drop(pool);
-        stats.large_count = c.large_live_count.load(Ordering::Relaxed);
-        stats.large_bytes = c.large_live_bytes.load(Ordering::Relaxed);
-        stats.allocated = stats.large_bytes
+        stats.huge_count = c.huge_live_count.load(Ordering::Relaxed);
+        stats.huge_bytes = c.huge_live_bytes.load(Ordering::Relaxed);
+        stats.allocated = stats.huge_bytes
             + (1..NUM_CLASSES)
                 .map(|k| stats.class_live[k] * class_size(k))
                 .sum::<usize>();
@@ -1022,4 +1018,4 @@ impl Page {
 }
 
 const _: () = assert!(DELAY_NO == 0 && DELAY_FREEING == 2);
-const _: () = assert!(MEDIUM_MAX < SEGMENT_SIZE);
+const _: () = assert!(LARGE_MAX < SEGMENT_SIZE / 2);

@@ -13,7 +13,7 @@ use crate::checks::{Call, MisuseKind};
 use crate::page::{Block, Page, DELAY_NEVER, DELAY_NO, DELAY_USE};
 use crate::segment::Segment;
 use crate::size_class::{
-    class_of, class_size, is_medium, DIRECT_MAX, DIRECT_SLOTS, MEDIUM_MAX, NUM_CLASSES,
+    class_of, class_size, page_kind, PageKind, DIRECT_MAX, DIRECT_SLOTS, LARGE_MAX, NUM_CLASSES,
 };
 use crate::source::PageSource;
 
@@ -125,7 +125,8 @@ pub struct Heap {
     pub(crate) key: usize,
     pub(crate) secret: usize,
     pub(crate) segs_all: *mut Segment,
-    pub(crate) segs_free: [*mut Segment; 2],
+    /// Segments with a free slot, per page kind.
+    pub(crate) segs_free: [*mut Segment; 3],
     pub(crate) purge_head: *mut Segment,
     pub(crate) purge_tail: *mut Segment,
     pub(crate) next_purge: u64,
@@ -170,7 +171,7 @@ impl Heap {
             key: 0,
             secret: 0,
             segs_all: ptr::null_mut(),
-            segs_free: [ptr::null_mut(); 2],
+            segs_free: [ptr::null_mut(); 3],
             purge_head: ptr::null_mut(),
             purge_tail: ptr::null_mut(),
             next_purge: u64::MAX,
@@ -238,7 +239,7 @@ impl Heap {
         unsafe {
             self.process_delayed(alloc);
             self.maybe_purge(alloc, false);
-            if size > MEDIUM_MAX {
+            if size > LARGE_MAX {
                 return alloc.alloc_large(self, size, 0, zero);
             }
             let class = class_of(size);
@@ -358,39 +359,67 @@ impl Heap {
         }
     }
 
-    /// A fresh page of `class`: from a segment with a free slot, or a new segment.
+    /// A fresh page of `class`: from a segment with free slots, or a new segment.
     unsafe fn new_page<S: PageSource>(&mut self, alloc: &Allocator<S>, class: usize) -> *mut Page {
-        let medium = is_medium(class);
-        let kind = medium as usize;
-        let mut seg = self.segs_free[kind];
-        if seg.is_null() {
-            seg = alloc.new_segment(medium);
+        let kind = page_kind(class);
+        // Large pages take a run of 64 KiB slots; small and medium pages one slot.
+        let slots = if kind == PageKind::Large {
+            class_size(class).div_ceil(1 << 16)
+        } else {
+            1
+        };
+        // SAFETY: segments on our lists are ours.
+        let (seg, slot) = unsafe { self.segment_with_run(kind, slots) };
+        let (seg, slot) = if seg.is_null() {
+            let seg = alloc.new_segment(kind);
             if seg.is_null() {
                 return ptr::null_mut();
             }
             // SAFETY: a fresh segment we now own.
             unsafe { self.seg_link(seg) };
-        }
-        // SAFETY: `seg` is ours with at least one free slot.
+            (seg, 1)
+        } else {
+            (seg, slot)
+        };
+        // SAFETY: `seg` is ours with `slots` free slots from `slot`.
         unsafe {
-            let slot = (*seg).free_slots.trailing_zeros() as usize;
-            let bit = 1u64 << slot;
-            (*seg).free_slots &= !bit;
-            (*seg).dirty_slots &= !bit;
-            let zero = (*seg).zero_slots & bit != 0;
-            (*seg).zero_slots &= !bit;
+            let bits = (u64::MAX >> (64 - slots)) << slot;
+            (*seg).free_slots &= !bits;
+            (*seg).dirty_slots &= !bits;
+            let zero = (*seg).zero_slots & bits == bits;
+            (*seg).zero_slots &= !bits;
             (*seg).used_pages += 1;
-            if (*seg).is_full() {
+            if (*seg).is_full() && (*seg).in_free_list {
                 self.seg_free_list_remove(seg);
             }
             let page = addr_of_mut!((*seg).pages[slot]);
             let start = Segment::slot_start(seg, slot);
-            (*page).init(start, (*seg).page_bytes(), class, self.secret, zero);
+            (*page).init(start, slots * (*seg).page_bytes(), class, self.secret, zero);
+            (*page).slots = slots as u8;
             (*page)
                 .heap
                 .store(self as *mut Heap as usize, Ordering::Relaxed);
             page
         }
+    }
+
+    /// A segment of `kind` with `slots` free slots in a row, and the first of them. Looks at
+    /// a few segments only: past that a new segment is cheaper than the search.
+    unsafe fn segment_with_run(&mut self, kind: PageKind, slots: usize) -> (*mut Segment, usize) {
+        const LOOK: usize = 8;
+        let mut seg = self.segs_free[kind as usize];
+        let mut looked = 0;
+        // SAFETY: the free list links live segments we own.
+        unsafe {
+            while !seg.is_null() && looked < LOOK {
+                if let Some(slot) = (*seg).find_free_run(slots) {
+                    return (seg, slot);
+                }
+                seg = (*seg).free_next;
+                looked += 1;
+            }
+        }
+        (ptr::null_mut(), 0)
     }
 
     // ---------------------------------------------------------------- free, owner side
@@ -460,8 +489,9 @@ impl Heap {
             (*page).published = 0;
             let seg = Segment::of(page);
             let slot = Segment::slot_of(seg, page);
+            let slots = (*page).slots as usize;
             (*page).reset();
-            let bit = 1u64 << slot;
+            let bit = (u64::MAX >> (64 - slots)) << slot;
             let was_full = (*seg).is_full();
             (*seg).free_slots |= bit;
             (*seg).dirty_slots |= bit;
@@ -563,7 +593,7 @@ impl Heap {
     unsafe fn seg_free_list_push(&mut self, seg: *mut Segment) {
         // SAFETY: `seg` is ours and not in the free list.
         unsafe {
-            let kind = (*seg).is_medium() as usize;
+            let kind = (*seg).page_kind() as usize;
             (*seg).free_prev = ptr::null_mut();
             (*seg).free_next = self.segs_free[kind];
             if !self.segs_free[kind].is_null() {
@@ -577,7 +607,7 @@ impl Heap {
     unsafe fn seg_free_list_remove(&mut self, seg: *mut Segment) {
         // SAFETY: `seg` is in the free list.
         unsafe {
-            let kind = (*seg).is_medium() as usize;
+            let kind = (*seg).page_kind() as usize;
             let (prev, next) = ((*seg).free_prev, (*seg).free_next);
             if prev.is_null() {
                 self.segs_free[kind] = next;

@@ -33,7 +33,8 @@ const LINK_ROTATE: u32 = 23;
 /// Blocks linked per page extension: touch at most 4 KiB of a fresh page at a time, so a
 /// thread that allocates a few blocks does not fault in a whole 64 KiB page.
 const EXTEND_BYTES: usize = 4096;
-/// Shift of the block-index reciprocal: exact for offsets < 2^22 and block sizes < 2^19.
+/// Shift of the block-index reciprocal: exact for offsets < 2^22 and block sizes < 2^19;
+/// large pages hold one block, whose only start (offset 0) is found exactly too.
 const MAGIC_SHIFT: u32 = 41;
 
 /// Page metadata, kept out of band in its segment's header. The first cache line holds
@@ -60,6 +61,8 @@ pub struct Page {
     pub(crate) free_is_zero: bool,
     pub(crate) zero_init: bool,
     pub(crate) in_use: bool,
+    /// Slots of the segment the page spans (large pages: several).
+    pub(crate) slots: u8,
     /// `used` as last reported to the heap's per-class statistics.
     pub(crate) published: u16,
     pub(crate) thread_free: AtomicUsize,
@@ -86,6 +89,7 @@ impl Page {
         free_is_zero: false,
         zero_init: false,
         in_use: false,
+        slots: 0,
         class: 0,
         reserved: 0,
         thread_free: AtomicUsize::new(0),

@@ -1,11 +1,13 @@
 //! Segments: 4 MiB spans aligned to their size, so `p & !SEGMENT_MASK` finds the header of any
-//! block. A page segment holds 63 small pages (64 KiB) or 7 medium pages (512 KiB) after its
-//! header slot; a large segment holds one block of its own size.
+//! block. After its header slot a page segment holds 63 small pages (64 KiB), or 7 medium
+//! pages (512 KiB), or large pages (one block each, a run of 64 KiB slots); a huge segment
+//! holds one block of its own size.
 
 use core::ptr;
 use core::sync::atomic::AtomicU8;
 
 use crate::page::Page;
+use crate::size_class::PageKind;
 use crate::{SEGMENT_MASK, SEGMENT_SIZE};
 
 /// Header kinds (first byte of every segment).
@@ -13,6 +15,13 @@ pub(crate) const KIND_FREE: u8 = 0;
 pub(crate) const KIND_SMALL: u8 = 1;
 pub(crate) const KIND_MEDIUM: u8 = 2;
 pub(crate) const KIND_LARGE: u8 = 3;
+pub(crate) const KIND_HUGE: u8 = 4;
+
+/// Whether a segment of `kind` holds pages (small, medium or large): one compare.
+#[inline(always)]
+pub(crate) fn is_page_kind(kind: u8) -> bool {
+    kind.wrapping_sub(KIND_SMALL) <= KIND_LARGE - KIND_SMALL
+}
 
 /// Small pages: 64 KiB.
 pub(crate) const SMALL_PAGE_SHIFT: u32 = 16;
@@ -25,19 +34,19 @@ pub(crate) const MAX_SLOTS: usize = SEGMENT_SIZE >> SMALL_PAGE_SHIFT;
 #[repr(C)]
 pub(crate) struct SegmentHeader {
     pub(crate) kind: u8,
-    /// Large segments: `LARGE_LIVE` while the block is handed out.
-    pub(crate) large_state: AtomicU8,
+    /// Huge segments: `HUGE_LIVE` while the block is handed out.
+    pub(crate) huge_state: AtomicU8,
     pub(crate) page_shift: u8,
     /// Bytes of the span (a page segment: `SEGMENT_SIZE`).
     pub(crate) span_size: usize,
-    /// Large segments: offset of the block from the header.
+    /// Huge segments: offset of the block from the header.
     pub(crate) block_offset: usize,
-    /// Large segments: bytes the caller asked for (for statistics).
+    /// Huge segments: bytes the caller asked for.
     pub(crate) requested: usize,
 }
 
-pub(crate) const LARGE_FREE: u8 = 0;
-pub(crate) const LARGE_LIVE: u8 = 1;
+pub(crate) const HUGE_FREE: u8 = 0;
+pub(crate) const HUGE_LIVE: u8 = 1;
 
 /// A page segment's header: pages and the links its owning heap keeps it on.
 #[repr(C)]
@@ -77,11 +86,11 @@ impl Segment {
     pub(crate) unsafe fn init(
         base: *mut u8,
         span_size: usize,
-        medium: bool,
+        kind: PageKind,
         zeroed: bool,
     ) -> *mut Segment {
         let seg = base.cast::<Segment>();
-        let shift = if medium {
+        let shift = if kind == PageKind::Medium {
             MEDIUM_PAGE_SHIFT
         } else {
             SMALL_PAGE_SHIFT
@@ -95,8 +104,12 @@ impl Segment {
                 seg,
                 Segment {
                     header: SegmentHeader {
-                        kind: if medium { KIND_MEDIUM } else { KIND_SMALL },
-                        large_state: AtomicU8::new(LARGE_FREE),
+                        kind: match kind {
+                            PageKind::Small => KIND_SMALL,
+                            PageKind::Medium => KIND_MEDIUM,
+                            PageKind::Large => KIND_LARGE,
+                        },
+                        huge_state: AtomicU8::new(HUGE_FREE),
                         page_shift: shift as u8,
                         span_size,
                         block_offset: 0,
@@ -136,10 +149,28 @@ impl Segment {
         1 << self.header.page_shift
     }
 
-    /// Whether the segment is a medium one.
+    /// The kind of pages the segment holds.
     #[inline]
-    pub(crate) fn is_medium(&self) -> bool {
-        self.header.kind == KIND_MEDIUM
+    pub(crate) fn page_kind(&self) -> PageKind {
+        match self.header.kind {
+            KIND_MEDIUM => PageKind::Medium,
+            KIND_LARGE => PageKind::Large,
+            _ => PageKind::Small,
+        }
+    }
+
+    /// The first slot of a run of `count` free slots, if there is one.
+    #[inline]
+    pub(crate) fn find_free_run(&self, count: usize) -> Option<usize> {
+        // Bit i of `run` ends up set iff slots i..i+count are all free: O(log count) steps.
+        let mut run = self.free_slots;
+        let mut covered = 1;
+        while covered < count && run != 0 {
+            let step = covered.min(count - covered);
+            run &= run >> step;
+            covered += step;
+        }
+        (run != 0).then(|| run.trailing_zeros() as usize)
     }
 
     /// Start of slot `slot`.

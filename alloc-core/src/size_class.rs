@@ -1,23 +1,39 @@
 //! Size classes: 16-byte steps up to 128 bytes, then four classes per doubling up to
-//! [`MEDIUM_MAX`]. Worst-case internal waste is 20% (a size just past a class boundary, e.g.
+//! [`LARGE_MAX`]. Worst-case internal waste is 20% (a size just past a class boundary, e.g.
 //! 129 -> 160); averaged over sizes it is about 8%. Every class size is a multiple of 16, so
 //! every block is 16-byte aligned.
 
 /// Largest block served from 64 KiB pages (at least 8 blocks per page).
 pub const SMALL_MAX: usize = 8 * 1024;
-/// Largest block served from 512 KiB pages (at least 4 blocks per page); bigger requests get a
-/// span of their own from the page source.
+/// Largest block served from 512 KiB pages (at least 4 blocks per page).
 pub const MEDIUM_MAX: usize = 128 * 1024;
+/// Largest size-class block: blocks above [`MEDIUM_MAX`] up to this get a run of 64 KiB slots
+/// of their own inside a segment (packed, so a 200 KiB block costs 256 KiB, not a 4 MiB
+/// mapping); bigger requests get a span of their own from the page source.
+pub const LARGE_MAX: usize = 1024 * 1024;
 /// Number of size classes, counting the unused class 0.
-pub const NUM_CLASSES: usize = 49;
+pub const NUM_CLASSES: usize = 61;
 /// Requests up to this size find their page with one table load (`Heap::direct`).
 pub const DIRECT_MAX: usize = 1024;
 /// Entries of the direct table: one per 16 bytes, 0..=DIRECT_MAX.
 pub const DIRECT_SLOTS: usize = DIRECT_MAX / 16 + 1;
 /// Smallest class whose blocks live in medium (512 KiB) pages.
 pub const FIRST_MEDIUM_CLASS: usize = class_of(SMALL_MAX) + 1;
+/// Smallest class whose blocks each get a run of slots.
+pub const FIRST_LARGE_CLASS: usize = class_of(MEDIUM_MAX) + 1;
 
-/// The size class of a request of `size` bytes (`1 <= size <= MEDIUM_MAX`; 0 is treated as 1).
+/// The kind of page a class lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageKind {
+    /// 64 KiB pages of many blocks.
+    Small = 0,
+    /// 512 KiB pages of at least four blocks.
+    Medium = 1,
+    /// One block per page, the page a run of 64 KiB slots.
+    Large = 2,
+}
+
+/// The size class of a request of `size` bytes (`1 <= size <= LARGE_MAX`; 0 is treated as 1).
 #[inline]
 pub const fn class_of(size: usize) -> usize {
     if size <= 128 {
@@ -46,24 +62,31 @@ pub const fn class_size(class: usize) -> usize {
     }
 }
 
-/// Whether blocks of `class` live in medium pages.
+/// The kind of page blocks of `class` live in.
 #[inline]
-pub const fn is_medium(class: usize) -> bool {
-    class >= FIRST_MEDIUM_CLASS
+pub const fn page_kind(class: usize) -> PageKind {
+    if class < FIRST_MEDIUM_CLASS {
+        PageKind::Small
+    } else if class < FIRST_LARGE_CLASS {
+        PageKind::Medium
+    } else {
+        PageKind::Large
+    }
 }
 
 /// The smallest class that holds `size` bytes and whose block size is a multiple of `align`
 /// (so every block of a page that starts `align`-aligned is aligned). `None` when no class up to
-/// [`MEDIUM_MAX`] fits. At most four steps: the next power-of-two class always qualifies.
+/// [`LARGE_MAX`] fits. At most four steps: the next power-of-two class always qualifies.
+/// Large classes start each block on a 64 KiB slot, so any alignment up to that fits them.
 #[inline]
 pub const fn aligned_class(size: usize, align: usize) -> Option<usize> {
     let want = if size > align { size } else { align };
-    if want > MEDIUM_MAX {
+    if want > LARGE_MAX || align > 1 << 16 {
         return None;
     }
     let mut class = class_of(want);
     while class < NUM_CLASSES {
-        if class_size(class) % align == 0 {
+        if class >= FIRST_LARGE_CLASS || class_size(class) % align == 0 {
             return Some(class);
         }
         class += 1;
@@ -86,15 +109,16 @@ mod tests {
             assert_eq!(class_of(prev + 1), class, "first size of class {class}");
             prev = size;
         }
-        assert_eq!(prev, MEDIUM_MAX);
-        assert_eq!(class_size(NUM_CLASSES - 1), MEDIUM_MAX);
+        assert_eq!(prev, LARGE_MAX);
+        assert_eq!(class_size(NUM_CLASSES - 1), LARGE_MAX);
+        assert_eq!(class_size(FIRST_LARGE_CLASS - 1), MEDIUM_MAX);
     }
 
     #[test]
     fn every_size_fits_with_bounded_waste() {
         // Every size natively; a prime stride under Miri, which is ~1000x slower.
         let step = if cfg!(miri) { 97 } else { 1 };
-        for size in (1..=MEDIUM_MAX).step_by(step) {
+        for size in (1..=LARGE_MAX).step_by(step) {
             let block = class_size(class_of(size));
             assert!(block >= size);
             // Worst case: 16-byte rounding below 128, one quarter-step (20%) above.
@@ -107,10 +131,12 @@ mod tests {
     }
 
     #[test]
-    fn small_and_medium_split() {
+    fn page_kinds_split_at_the_limits() {
         assert_eq!(class_size(FIRST_MEDIUM_CLASS - 1), SMALL_MAX);
-        assert!(!is_medium(class_of(SMALL_MAX)));
-        assert!(is_medium(class_of(SMALL_MAX + 1)));
+        assert_eq!(page_kind(class_of(SMALL_MAX)), PageKind::Small);
+        assert_eq!(page_kind(class_of(SMALL_MAX + 1)), PageKind::Medium);
+        assert_eq!(page_kind(class_of(MEDIUM_MAX)), PageKind::Medium);
+        assert_eq!(page_kind(class_of(MEDIUM_MAX + 1)), PageKind::Large);
     }
 
     #[test]
@@ -120,10 +146,12 @@ mod tests {
             for size in [1, 17, 100, 1000, 5000, 40_000, 100_000] {
                 if let Some(c) = aligned_class(size, align) {
                     assert!(class_size(c) >= size);
-                    assert_eq!(class_size(c) % align, 0);
+                    if c < FIRST_LARGE_CLASS {
+                        assert_eq!(class_size(c) % align, 0);
+                    }
                     assert!(class_size(c) <= 2 * size.max(align));
                 } else {
-                    assert!(size.max(align) > MEDIUM_MAX / 2);
+                    assert!(size.max(align) > LARGE_MAX / 2);
                 }
             }
         }

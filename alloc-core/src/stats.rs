@@ -20,10 +20,10 @@ pub struct Stats {
     pub purged_bytes: usize,
     /// Blocks freed by a thread other than their owner.
     pub remote_frees: usize,
-    /// Live large blocks (over 128 KiB).
-    pub large_count: usize,
-    /// Bytes requested in live large blocks.
-    pub large_bytes: usize,
+    /// Live huge blocks (over 1 MiB, a span each).
+    pub huge_count: usize,
+    /// Bytes requested in live huge blocks.
+    pub huge_bytes: usize,
     /// Live heaps (threads with a heap).
     pub heaps: usize,
     /// Segments abandoned by exited threads and not yet adopted.
@@ -44,8 +44,8 @@ impl Default for Stats {
             purges: 0,
             purged_bytes: 0,
             remote_frees: 0,
-            large_count: 0,
-            large_bytes: 0,
+            huge_count: 0,
+            huge_bytes: 0,
             heaps: 0,
             abandoned_segments: 0,
             cached_resident: 0,

@@ -33,7 +33,7 @@ fn heap() -> *mut Heap {
 #[test]
 fn double_free_right_away_small_medium_large() {
     let h = heap();
-    for size in [24usize, 40 << 10, 3 << 20] {
+    for size in [24usize, 40 << 10, 300 << 10, 3 << 20] {
         // SAFETY: p is live until the first free; the second is the misuse under test.
         unsafe {
             let p = ALLOC.malloc(h, size);
@@ -98,6 +98,10 @@ fn invalid_pointers() {
         let small = ALLOC.malloc(h, 64);
         expect_report("invalid pointer", || ALLOC.free(h, small.add(16)));
         expect_report("invalid pointer", || ALLOC.free(h, small.add(1)));
+        let slots = ALLOC.malloc(h, 600 << 10);
+        expect_report("invalid pointer", || ALLOC.free(h, slots.add(64 << 10)));
+        expect_report("invalid pointer", || ALLOC.free(h, slots.add(16)));
+        ALLOC.free(h, slots);
         let large = ALLOC.malloc(h, 2 << 20);
         expect_report("invalid pointer", || ALLOC.free(h, large.add(4096)));
         expect_report("invalid pointer", || ALLOC.free(h, large.add(1 << 20)));

@@ -85,7 +85,7 @@ fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, profile: &Profile) 
                     "realloc({size}) failed at step {step}: {:?}",
                     {
                         let mut s = alloc.stats();
-                        s.class_live = [0; 49];
+                        s.class_live = [0; alloc_core::size_class::NUM_CLASSES];
                         s
                     }
                 );
@@ -108,7 +108,7 @@ fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, profile: &Profile) 
     let stats = alloc.stats();
     // SAFETY: the heap is ours and unused from now on.
     unsafe { alloc.retire_heap(heap) };
-    assert_eq!(stats.large_count, 0);
+    assert_eq!(stats.huge_count, 0);
 }
 
 #[test]

@@ -33,9 +33,9 @@ pub(crate) fn print_stats(stats: &Stats, backend: &str) {
     ));
     line(format_args!("  segments       {:>12}", stats.segments));
     line(format_args!(
-        "  large blocks   {:>12} ({} KiB)",
-        stats.large_count,
-        kib(stats.large_bytes)
+        "  huge blocks    {:>12} ({} KiB)",
+        stats.huge_count,
+        kib(stats.huge_bytes)
     ));
     line(format_args!(
         "  purges         {:>12} ({} KiB)",
