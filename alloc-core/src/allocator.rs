@@ -185,6 +185,50 @@ impl<S: PageSource> Allocator<S> {
         heap
     }
 
+    /// A heap whose blocks all go away at once with [`destroy_heap`](Self::destroy_heap): an
+    /// arena. Use it from one thread at a time; its blocks may be freed one by one as usual
+    /// (from any thread) before that.
+    pub fn new_arena_heap(&self) -> *mut Heap {
+        let heap = self.new_heap();
+        if !heap.is_null() {
+            // SAFETY: a fresh heap, ours alone.
+            unsafe { (*heap).arena = true };
+        }
+        heap
+    }
+
+    /// Free every block of an arena heap at once, give its memory back to the span cache,
+    /// and return the heap to the pool.
+    ///
+    /// # Safety
+    ///
+    /// `heap` came from [`new_arena_heap`](Self::new_arena_heap), no thread uses it, and no
+    /// block it handed out is used (or freed) afterwards.
+    pub unsafe fn destroy_heap(&self, heap: *mut Heap) {
+        // SAFETY: per the contract all of the heap's memory is dead.
+        unsafe {
+            let h = &mut *heap;
+            loop {
+                let hdr = h.huge_pop();
+                if hdr.is_null() {
+                    break;
+                }
+                (*hdr).huge_state.store(HUGE_FREE, Ordering::Relaxed);
+                if (*hdr).block_offset >= SEGMENT_SIZE {
+                    self.map.clear(hdr as usize + (*hdr).block_offset);
+                }
+                self.release_huge(hdr);
+            }
+            h.discard_all(self);
+            h.live = false;
+            h.arena = false;
+            let mut pool = self.pool.lock();
+            h.pool_next = pool.free;
+            pool.free = heap;
+        }
+        self.counters.heaps.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Retire a heap when its thread exits: its segments are abandoned (other heaps adopt
     /// them), and the heap goes back to the pool. Blocks it handed out stay valid and can be
     /// freed from any thread.
@@ -491,14 +535,31 @@ impl<S: PageSource> Allocator<S> {
             if offset >= SEGMENT_SIZE {
                 self.map.clear(p as usize);
             }
+            let owner = (*hdr).owner as *mut Heap;
+            if !owner.is_null() {
+                (*owner).huge_unlink(hdr);
+            }
+            let _ = heap;
+            self.release_huge(hdr);
+        }
+    }
+
+    /// Give a freed huge block's span to the cache.
+    ///
+    /// # Safety
+    ///
+    /// `hdr` is the header of a huge block no one uses any more, unlinked from its owner.
+    unsafe fn release_huge(&self, hdr: *mut SegmentHeader) {
+        // SAFETY: per the contract the span is ours to recycle.
+        unsafe {
             (*hdr).kind = KIND_FREE;
+            (*hdr).owner = 0;
             self.counters
                 .huge_live_bytes
                 .fetch_sub((*hdr).requested, Ordering::Relaxed);
             self.counters
                 .huge_live_count
                 .fetch_sub(1, Ordering::Relaxed);
-            let _ = heap;
             self.cache_put(hdr.cast(), (*hdr).span_size);
         }
     }
@@ -646,12 +707,10 @@ impl<S: PageSource> Allocator<S> {
             ptr::write(
                 hdr,
                 SegmentHeader {
-                    kind: KIND_HUGE,
                     huge_state: core::sync::atomic::AtomicU8::new(HUGE_LIVE),
-                    page_shift: 0,
-                    span_size: span.size,
                     block_offset: offset,
                     requested: size,
+                    ..SegmentHeader::new(KIND_HUGE, 0, span.size)
                 },
             );
             let block = span.ptr.add(offset);
@@ -668,6 +727,9 @@ impl<S: PageSource> Allocator<S> {
             }
             if zero && !span.zeroed {
                 ptr::write_bytes(block, 0, size);
+            }
+            if heap.arena {
+                heap.huge_link(hdr);
             }
             self.counters
                 .huge_live_bytes

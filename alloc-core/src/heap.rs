@@ -11,11 +11,12 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use crate::allocator::Allocator;
 use crate::checks::{Call, MisuseKind};
 use crate::page::{Block, Page, DELAY_NEVER, DELAY_NO, DELAY_USE};
-use crate::segment::Segment;
+use crate::segment::{Segment, SegmentHeader};
 use crate::size_class::{
     class_of, class_size, page_kind, PageKind, DIRECT_MAX, DIRECT_SLOTS, LARGE_MAX, NUM_CLASSES,
 };
 use crate::source::PageSource;
+use crate::util::SpinLock;
 
 /// The page every direct-table slot of an empty heap points to: never has a free block, so the
 /// fast path falls through to the slow path, and is never written.
@@ -133,7 +134,18 @@ pub struct Heap {
     pub(crate) pool_next: *mut Heap,
     pub(crate) all_next: *mut Heap,
     pub(crate) counters: HeapCounters,
+    /// An arena heap: its huge blocks are listed so `destroy_heap` can free them.
+    pub(crate) arena: bool,
+    /// Huge blocks of an arena heap; other threads may free them, hence the lock.
+    pub(crate) huge: SpinLock<HugeList>,
 }
+
+/// Huge blocks an arena heap owns.
+pub(crate) struct HugeList {
+    head: *mut SegmentHeader,
+}
+// SAFETY: the list holds headers of spans the allocator owns; it is used under its lock.
+unsafe impl Send for HugeList {}
 
 /// A heap that owns nothing and never allocates: what a thread uses before its first
 /// allocation. Its fast path always misses, and frees through it take the remote path.
@@ -181,7 +193,62 @@ impl Heap {
                 class_live: [const { AtomicUsize::new(0) }; NUM_CLASSES],
                 remote_frees: AtomicUsize::new(0),
             },
+            arena: false,
+            huge: SpinLock::new(HugeList {
+                head: ptr::null_mut(),
+            }),
         }
+    }
+
+    /// Add a huge block to this arena heap's list.
+    ///
+    /// # Safety
+    ///
+    /// `hdr` is a live huge header, in no list.
+    pub(crate) unsafe fn huge_link(&self, hdr: *mut SegmentHeader) {
+        let mut list = self.huge.lock();
+        // SAFETY: the header is live and ours; the list's headers are live.
+        unsafe {
+            (*hdr).owner = self as *const Heap as usize;
+            (*hdr).huge_prev = ptr::null_mut();
+            (*hdr).huge_next = list.head;
+            if !list.head.is_null() {
+                (*list.head).huge_prev = hdr;
+            }
+        }
+        list.head = hdr;
+    }
+
+    /// Remove a huge block from this arena heap's list.
+    ///
+    /// # Safety
+    ///
+    /// `hdr` is in this heap's list.
+    pub(crate) unsafe fn huge_unlink(&self, hdr: *mut SegmentHeader) {
+        let mut list = self.huge.lock();
+        // SAFETY: the header and its neighbours are live members of the list.
+        unsafe {
+            let (prev, next) = ((*hdr).huge_prev, (*hdr).huge_next);
+            if prev.is_null() {
+                list.head = next;
+            } else {
+                (*prev).huge_next = next;
+            }
+            if !next.is_null() {
+                (*next).huge_prev = prev;
+            }
+            (*hdr).owner = 0;
+        }
+    }
+
+    /// Take one huge block off this arena heap's list (null when empty).
+    pub(crate) fn huge_pop(&self) -> *mut SegmentHeader {
+        let head = self.huge.lock().head;
+        if !head.is_null() {
+            // SAFETY: the head is a live member of our list.
+            unsafe { self.huge_unlink(head) };
+        }
+        head
     }
 
     /// Whether this heap can allocate (false for the placeholder).
@@ -746,6 +813,37 @@ impl Heap {
                 }
                 page = next;
             }
+        }
+    }
+
+    /// Drop every page of every segment, live blocks included (arena destruction).
+    pub(crate) unsafe fn discard_all<S: PageSource>(&mut self, alloc: &Allocator<S>) {
+        // SAFETY: the caller guarantees no block of this heap is used any more.
+        unsafe {
+            self.delayed_free.store(0, Ordering::Relaxed);
+            let mut seg = self.segs_all;
+            while !seg.is_null() {
+                let next = (*seg).all_next;
+                for slot in 1..(*seg).page_count as usize {
+                    let page = addr_of_mut!((*seg).pages[slot]);
+                    if (*page).in_use {
+                        (*page).set_delay(DELAY_NEVER);
+                        (*page).reset();
+                    }
+                }
+                self.seg_unlink(seg);
+                alloc.free_segment(seg);
+                seg = next;
+            }
+            for counter in &self.counters.class_live {
+                counter.store(0, Ordering::Relaxed);
+            }
+            self.queues = [PageQueue::EMPTY; NUM_CLASSES];
+            self.full = PageQueue::EMPTY;
+            self.direct = [empty_page(); DIRECT_SLOTS];
+            self.purge_head = ptr::null_mut();
+            self.purge_tail = ptr::null_mut();
+            self.next_purge = u64::MAX;
         }
     }
 

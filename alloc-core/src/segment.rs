@@ -43,6 +43,27 @@ pub(crate) struct SegmentHeader {
     pub(crate) block_offset: usize,
     /// Huge segments: bytes the caller asked for.
     pub(crate) requested: usize,
+    /// Huge segments of an arena heap: the heap, which frees them all when destroyed.
+    pub(crate) owner: usize,
+    pub(crate) huge_next: *mut SegmentHeader,
+    pub(crate) huge_prev: *mut SegmentHeader,
+}
+
+impl SegmentHeader {
+    /// A fresh header of `kind` for a span of `span_size` bytes.
+    pub(crate) const fn new(kind: u8, page_shift: u8, span_size: usize) -> Self {
+        SegmentHeader {
+            kind,
+            huge_state: AtomicU8::new(HUGE_FREE),
+            page_shift,
+            span_size,
+            block_offset: 0,
+            requested: 0,
+            owner: 0,
+            huge_next: ptr::null_mut(),
+            huge_prev: ptr::null_mut(),
+        }
+    }
 }
 
 pub(crate) const HUGE_FREE: u8 = 0;
@@ -103,18 +124,15 @@ impl Segment {
             ptr::write(
                 seg,
                 Segment {
-                    header: SegmentHeader {
-                        kind: match kind {
+                    header: SegmentHeader::new(
+                        match kind {
                             PageKind::Small => KIND_SMALL,
                             PageKind::Medium => KIND_MEDIUM,
                             PageKind::Large => KIND_LARGE,
                         },
-                        huge_state: AtomicU8::new(HUGE_FREE),
-                        page_shift: shift as u8,
+                        shift as u8,
                         span_size,
-                        block_offset: 0,
-                        requested: 0,
-                    },
+                    ),
                     heap: 0,
                     used_pages: 0,
                     page_count: count,

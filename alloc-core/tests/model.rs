@@ -8,7 +8,7 @@ use alloc_core::{Allocator, PageSource, StaticSource};
 use common::{check_prefix, Rng, Shadow, StdSource};
 
 #[cfg(miri)]
-const OPS: usize = 600;
+const OPS: usize = 300;
 #[cfg(not(miri))]
 const OPS: usize = 40_000;
 
@@ -113,7 +113,7 @@ fn run_model<S: PageSource>(alloc: &Allocator<S>, seed: u64, profile: &Profile) 
 
 #[test]
 fn model_on_static_source() {
-    const ARENA_BYTES: usize = if cfg!(miri) { 64 << 20 } else { 256 << 20 };
+    const ARENA_BYTES: usize = if cfg!(miri) { 32 << 20 } else { 256 << 20 };
     static ARENA: StaticSource<ARENA_BYTES> = StaticSource::new();
     let alloc = Allocator::new(&ARENA);
     // Every large block takes a whole segment of the arena: keep few alive.

@@ -1,0 +1,54 @@
+//! Arena heaps: everything they handed out goes away at once, and the memory is reused.
+
+mod common;
+
+use alloc_core::{Allocator, PageSource};
+use common::{check, fill, StdSource};
+
+fn arena_round<S: PageSource>(alloc: &Allocator<S>, round: u8) {
+    let arena = alloc.new_arena_heap();
+    assert!(!arena.is_null());
+    let sizes = [8usize, 100, 3000, 20_000, 300 << 10, 3 << 20];
+    let mut blocks = Vec::new();
+    // SAFETY: blocks are used only until the arena is destroyed.
+    unsafe {
+        for i in 0..600 {
+            let size = sizes[i % sizes.len()];
+            let p = alloc.malloc(arena, size);
+            assert!(!p.is_null());
+            fill(p, size, round ^ i as u8);
+            blocks.push((p, size, round ^ i as u8));
+        }
+        // Free a third one by one (the arena still allows it).
+        for (p, size, seed) in blocks.drain(..200) {
+            check(p, size, seed);
+            alloc.free(arena, p);
+        }
+        for &(p, size, seed) in &blocks {
+            check(p, size, seed);
+        }
+        assert!(alloc.stats().allocated > 0);
+        alloc.destroy_heap(arena);
+    }
+    let stats = alloc.stats();
+    assert_eq!(stats.allocated, 0, "{stats:?}");
+    assert_eq!(stats.huge_count, 0);
+    assert_eq!(stats.segments, 0, "arena segments went back to the cache");
+}
+
+#[test]
+fn destroy_frees_everything_and_memory_is_reused() {
+    let source = StdSource::new();
+    let alloc = Allocator::new(&source);
+    arena_round(&alloc, 1);
+    let first_peak = alloc.stats().peak_reserved;
+    for round in 2..6 {
+        arena_round(&alloc, round);
+    }
+    // Later rounds reuse the cached spans instead of asking the source for more.
+    assert!(
+        alloc.stats().peak_reserved <= first_peak + (8 << 20),
+        "{:?}",
+        alloc.stats()
+    );
+}
