@@ -17,6 +17,7 @@ use crate::source::{PageSource, Span};
 use crate::span_cache::{SpanCache, Work};
 use crate::stats::Stats;
 use crate::util::{align_up, SpinLock};
+use crate::view::SegmentView;
 use crate::{PAGE_SIZE, SEGMENT_SIZE};
 
 /// Bytes before a large block: its segment header. 128 keeps large blocks 128-byte aligned.
@@ -993,6 +994,42 @@ impl<S: PageSource> Allocator<S> {
             self.cache.force_unlock();
             self.abandoned.force_unlock();
             self.pool.force_unlock();
+        }
+    }
+
+    /// Call `f` with a view of every page segment: each heap's, then the abandoned ones. See
+    /// [`view`](crate::view) for what a snapshot of a running program can and cannot promise.
+    /// Allocates nothing.
+    pub fn visit_segments(&self, f: &mut dyn FnMut(&SegmentView)) {
+        let pool = self.pool.lock();
+        let mut heap = pool.all;
+        // SAFETY: pooled heaps are never freed; segments on their lists are live page
+        // segments (a racing owner may unlink one, which stays mapped in the span cache).
+        unsafe {
+            while !heap.is_null() {
+                let mut seg = core::ptr::read_volatile(core::ptr::addr_of!((*heap).segs_all));
+                let mut budget = 1 << 16;
+                while !seg.is_null() && budget > 0 {
+                    if let Some(view) = SegmentView::read(seg, false) {
+                        f(&view);
+                    }
+                    seg = core::ptr::read_volatile(core::ptr::addr_of!((*seg).all_next));
+                    budget -= 1;
+                }
+                heap = (*heap).all_next;
+            }
+        }
+        drop(pool);
+        let list = self.abandoned.lock();
+        let mut seg = list.head;
+        // SAFETY: abandoned segments are live and only change under this lock.
+        unsafe {
+            while !seg.is_null() {
+                if let Some(view) = SegmentView::read(seg, true) {
+                    f(&view);
+                }
+                seg = (*seg).abandoned_next;
+            }
         }
     }
 

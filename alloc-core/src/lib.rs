@@ -13,7 +13,7 @@
 //! * [`heap`]: thread-owned page queues; the malloc and free fast paths.
 //! * [`Allocator`]: state heaps share (abandoned segments, the span cache, counters).
 //! * [`checks`]: what misuse is detected and how it is reported.
-//! * [`stats`]: counters snapshots.
+//! * [`stats`]: counters snapshots; [`view`]: a picture of the segments (heapmap).
 //!
 //! # Example
 //!
@@ -48,6 +48,7 @@ mod span_cache;
 mod static_source;
 pub mod stats;
 mod util;
+pub mod view;
 
 pub use allocator::{Allocator, DEFAULT_PURGE_DELAY_MS, MAX_ALIGN, MAX_ALLOC};
 pub use checks::{Call, Misuse, MisuseKind};

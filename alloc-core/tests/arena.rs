@@ -52,3 +52,35 @@ fn destroy_frees_everything_and_memory_is_reused() {
         alloc.stats()
     );
 }
+
+#[test]
+fn segment_views_show_live_pages() {
+    use alloc_core::view::SlotState;
+    let source = StdSource::new();
+    let alloc = Allocator::new(&source);
+    let heap = alloc.new_heap();
+    // SAFETY: blocks stay live until freed below.
+    let blocks: Vec<*mut u8> = (0..1000)
+        .map(|i| unsafe { alloc.malloc(heap, 48 + (i % 3) * 5000) })
+        .collect();
+    let (mut segments, mut used) = (0, 0usize);
+    alloc.visit_segments(&mut |view| {
+        segments += 1;
+        assert_eq!(view.slots[0], SlotState::Header);
+        for slot in &view.slots[..view.slot_count] {
+            if let SlotState::Page {
+                used: u, reserved, ..
+            } = *slot
+            {
+                assert!(u <= reserved);
+                used += u as usize;
+            }
+        }
+    });
+    assert!(segments >= 2, "small and medium segments expected");
+    assert_eq!(used, 1000);
+    for p in blocks {
+        // SAFETY: live block.
+        unsafe { alloc.free(heap, p) };
+    }
+}
