@@ -198,6 +198,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let out_dir = root.join("target").join("pagebreak-bench");
     fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let started = SystemTime::now();
+    let load_before = loadavg();
     let mut notes = Vec::new();
     // (workload or micro case, allocator, what happened)
     let mut failures = Vec::new();
@@ -319,6 +320,12 @@ pub fn main(args: &[String]) -> Result<(), String> {
             notes.push("No micro-benchmark results were produced.".into());
         }
     }
+    // Other work on the machine distorts every number: say how busy it was.
+    notes.push(format!(
+        "load average (1 min) at start / end: {} / {} (other processes share the CPUs)",
+        load_before,
+        loadavg()
+    ));
     let info = report::ReportInfo {
         date: date.clone(),
         machine: &machine,
@@ -464,6 +471,13 @@ fn kill_group(pgid: u32) {
         .args(["-s", "KILL", "--", &format!("-{pgid}")])
         .stderr(Stdio::null())
         .status();
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn others(t: &Table) -> String {
