@@ -1,7 +1,7 @@
 //! A thread-owned heap: per size class a queue of pages, the direct table the malloc fast path
 //! reads, the segments it owns, and the list of segments waiting to be purged.
 //!
-//! Only the owning thread touches a heap, except for [`Heap::delayed_free`], an atomic stack
+//! Only the owning thread touches a heap, except for its `delayed_free` list, an atomic stack
 //! other threads push onto when they free into one of its *full* pages (so the owner learns the
 //! page has room again without scanning full pages).
 

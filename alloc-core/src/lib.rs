@@ -6,8 +6,8 @@
 //! # Architecture
 //!
 //! * [`size_class`]: request sizes to block sizes (16-byte steps, then four per doubling).
-//! * [`page`](crate::page): a run of blocks of one class with sharded free lists.
-//! * [`segment`](crate::segment): 4 MiB aligned spans holding pages (or one large block); the
+//! * `page`: a run of blocks of one class with sharded free lists.
+//! * `segment`: 4 MiB aligned spans holding pages (or one large block); the
 //!   mask `p & !SEGMENT_MASK` finds any block's metadata.
 //! * [`segment_map`]: which chunks of the address space are ours (invalid-free detection).
 //! * [`heap`]: thread-owned page queues; the malloc and free fast paths.
