@@ -8,10 +8,10 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::checks::{report, Call, Misuse, MisuseKind};
 use crate::heap::{bump, Heap};
 use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO, DELAY_USE};
-use crate::segment::{
-    is_page_kind, Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE,
+use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
+use crate::segment_map::{
+    is_pages, slot_shift, SegmentMap, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K,
 };
-use crate::segment_map::{SegmentMap, SEGMENT_START};
 use crate::size_class::{aligned_class, class_size, PageKind, DIRECT_MAX, LARGE_MAX, NUM_CLASSES};
 use crate::source::{PageSource, Span};
 use crate::span_cache::{SpanCache, Work};
@@ -401,6 +401,20 @@ impl<S: PageSource> Allocator<S> {
 
     // ---------------------------------------------------------------- free
 
+    /// The page slot holding `p`, from its map entry (no header read).
+    ///
+    /// # Safety
+    ///
+    /// `entry` is the map entry of `p`'s chunk and says it is a page segment.
+    #[inline(always)]
+    pub(crate) unsafe fn page_in(p: *mut u8, entry: u8) -> *mut Page {
+        let seg = Segment::of(p);
+        let slot = (p as usize & crate::SEGMENT_MASK) >> slot_shift(entry);
+        // SAFETY: slot < 64 (a 22-bit offset shifted by at least 16), so the pointer stays in
+        // the header's page array.
+        unsafe { addr_of_mut!((*seg).pages).cast::<Page>().add(slot) }
+    }
+
     /// The page holding `p`, which must be a block of a page segment.
     ///
     /// # Safety
@@ -441,27 +455,23 @@ impl<S: PageSource> Allocator<S> {
             return;
         }
         let entry = self.map.get(p as usize);
-        if entry != SEGMENT_START {
+        if !is_pages(entry) {
             // SAFETY: forwarded contract.
             return unsafe { self.free_special(heap, p, entry, call) };
         }
-        let seg = Segment::of(p);
-        // SAFETY: the map says a segment header starts at `seg`.
+        // SAFETY: the map says a page segment with this slot size holds `p`.
         unsafe {
-            let kind = (*seg).header.kind;
-            if !is_page_kind(kind) {
-                return self.free_special(heap, p, entry, call);
-            }
-            let page = Self::page_of(p);
+            let page = Self::page_in(p, entry);
             if !(*page).is_block_start(p as usize) {
                 self.report(call, MisuseKind::InvalidPointer, p as usize);
             }
             let block = p.cast::<Block>();
-            if (*block).canary == (*page).canary(p as usize) {
+            let canary = (*page).canary(p as usize);
+            if (*block).canary == canary {
                 self.report(call, MisuseKind::DoubleFree, p as usize);
             }
             if (*page).heap.load(Ordering::Relaxed) == heap as usize {
-                (*heap).free_local(self, page, block);
+                (*heap).free_local(self, page, block, canary);
             } else {
                 self.free_remote(heap, page, block);
             }
@@ -606,19 +616,15 @@ impl<S: PageSource> Allocator<S> {
         let entry = self.map.get(p as usize);
         // SAFETY: the map vouches for the header; checks precede every use.
         unsafe {
-            if entry == SEGMENT_START {
-                let seg = Segment::of(p);
-                let kind = (*seg).header.kind;
-                if is_page_kind(kind) {
-                    let page = Self::page_of(p);
-                    if !(*page).is_block_start(p as usize) {
-                        self.report(call, MisuseKind::InvalidPointer, p as usize);
-                    }
-                    if (*p.cast::<Block>()).canary == (*page).canary(p as usize) {
-                        self.report(call, MisuseKind::DoubleFree, p as usize);
-                    }
-                    return (*page).block_size;
+            if is_pages(entry) {
+                let page = Self::page_in(p, entry);
+                if !(*page).is_block_start(p as usize) {
+                    self.report(call, MisuseKind::InvalidPointer, p as usize);
                 }
+                if (*p.cast::<Block>()).canary == (*page).canary(p as usize) {
+                    self.report(call, MisuseKind::DoubleFree, p as usize);
+                }
+                return (*page).block_size;
             }
             let hdr = self.large_header(p, entry, call);
             large_usable(&*hdr)
@@ -647,7 +653,7 @@ impl<S: PageSource> Allocator<S> {
             }
             let old = self.checked_size(p, Call::Realloc);
             let entry = self.map.get(p as usize);
-            let large = entry != SEGMENT_START || (*Segment::of(p)).header.kind == KIND_HUGE;
+            let large = !is_pages(entry);
             if large {
                 // In place while the span holds the new size and at least half of it is used
                 // (a cached span may be up to 25% larger than its first use needed).
@@ -715,10 +721,10 @@ impl<S: PageSource> Allocator<S> {
                 },
             );
             let block = span.ptr.add(offset);
-            let mut mapped = self.map.set(&self.source, span.ptr as usize, SEGMENT_START);
+            let mut mapped = self.map.set(&self.source, span.ptr as usize, HUGE_START);
             if offset >= SEGMENT_SIZE {
                 let back = (offset / SEGMENT_SIZE).trailing_zeros() as u8;
-                mapped &= self.map.set(&self.source, block as usize, 2 + back);
+                mapped &= self.map.set(&self.source, block as usize, HUGE_BACK + back);
             }
             if !mapped {
                 (*hdr).kind = KIND_FREE;
@@ -853,7 +859,12 @@ impl<S: PageSource> Allocator<S> {
         let Some(span) = self.obtain_span(SEGMENT_SIZE, SEGMENT_SIZE) else {
             return ptr::null_mut();
         };
-        if !self.map.set(&self.source, span.ptr as usize, SEGMENT_START) {
+        let entry = if kind == PageKind::Medium {
+            PAGES_512K
+        } else {
+            PAGES_64K
+        };
+        if !self.map.set(&self.source, span.ptr as usize, entry) {
             self.release_span(span.ptr, span.size);
             return ptr::null_mut();
         }

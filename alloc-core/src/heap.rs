@@ -31,6 +31,10 @@ fn empty_page() -> *mut Page {
     ptr::addr_of!(EMPTY_PAGE.0).cast_mut()
 }
 
+/// Slow paths between two looks at the purge clock. A slow path runs at most every few
+/// dozen mallocs of a class, so purges still happen within milliseconds of their deadline.
+const PURGE_CHECK_EVERY: u32 = 32;
+
 #[derive(Clone, Copy)]
 pub(crate) struct PageQueue {
     pub(crate) first: *mut Page,
@@ -131,6 +135,8 @@ pub struct Heap {
     pub(crate) purge_head: *mut Segment,
     pub(crate) purge_tail: *mut Segment,
     pub(crate) next_purge: u64,
+    /// Slow-path calls, to pace purge checks.
+    pub(crate) slow_ticks: u32,
     pub(crate) pool_next: *mut Heap,
     pub(crate) all_next: *mut Heap,
     pub(crate) counters: HeapCounters,
@@ -187,6 +193,7 @@ impl Heap {
             purge_head: ptr::null_mut(),
             purge_tail: ptr::null_mut(),
             next_purge: u64::MAX,
+            slow_ticks: 0,
             pool_next: ptr::null_mut(),
             all_next: ptr::null_mut(),
             counters: HeapCounters {
@@ -305,7 +312,12 @@ impl Heap {
         // SAFETY: we own the heap (caller's contract).
         unsafe {
             self.process_delayed(alloc);
-            self.maybe_purge(alloc, false);
+            // Reading the clock costs more than the rest of a typical slow path: look at it
+            // on one slow path in PURGE_CHECK_EVERY.
+            self.slow_ticks = self.slow_ticks.wrapping_add(1);
+            if self.slow_ticks % PURGE_CHECK_EVERY == 0 {
+                self.maybe_purge(alloc, false);
+            }
             if size > LARGE_MAX {
                 return alloc.alloc_large(self, size, 0, zero);
             }
@@ -491,7 +503,8 @@ impl Heap {
 
     // ---------------------------------------------------------------- free, owner side
 
-    /// Free `block` of `page`, which this heap owns. The canary check is done by the caller.
+    /// Free `block` of `page`, which this heap owns; `canary` is the page's canary for it
+    /// (the caller computed it for the double-free check).
     ///
     /// # Safety
     ///
@@ -502,11 +515,12 @@ impl Heap {
         alloc: &Allocator<S>,
         page: *mut Page,
         block: *mut Block,
+        canary: usize,
     ) {
         // SAFETY: per the contract; the block is ours to overwrite now.
         unsafe {
             (*block).next = (*page).encode((*page).local_free as usize);
-            (*block).canary = (*page).canary(block as usize);
+            (*block).canary = canary;
             (*page).local_free = block;
             (*page).used -= 1;
             if (*page).used == 0 || (*page).in_full {

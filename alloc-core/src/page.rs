@@ -110,10 +110,11 @@ impl Page {
         word.rotate_right(LINK_ROTATE) ^ self.key
     }
 
-    /// The canary a freed block at `addr` carries in its second word.
+    /// The canary a freed block at `addr` carries in its second word: unlike any link (those
+    /// are rotated), and unforgeable without the page's secret key.
     #[inline(always)]
     pub(crate) fn canary(&self, addr: usize) -> usize {
-        (addr.rotate_left(32) ^ self.key).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
+        addr ^ self.key.rotate_left(17)
     }
 
     /// Bytes of the page that hold blocks.

@@ -17,12 +17,6 @@ pub(crate) const KIND_MEDIUM: u8 = 2;
 pub(crate) const KIND_LARGE: u8 = 3;
 pub(crate) const KIND_HUGE: u8 = 4;
 
-/// Whether a segment of `kind` holds pages (small, medium or large): one compare.
-#[inline(always)]
-pub(crate) fn is_page_kind(kind: u8) -> bool {
-    kind.wrapping_sub(KIND_SMALL) <= KIND_LARGE - KIND_SMALL
-}
-
 /// Small pages: 64 KiB.
 pub(crate) const SMALL_PAGE_SHIFT: u32 = 16;
 /// Medium pages: 512 KiB.

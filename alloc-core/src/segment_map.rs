@@ -5,9 +5,10 @@
 //! loads: a 512-entry top table (one per 256 GiB of the 47-bit user address space) and a
 //! 64 KiB leaf of one byte per chunk, allocated from the page source on first use.
 //!
-//! A byte is 0 for "not ours", [`SEGMENT_START`] for "a segment header starts here", and
-//! `2 + k` for "the header is 2^k chunks below": a block aligned to 4 MiB or more starts in a
-//! chunk of its own, away from its header.
+//! A byte is 0 for "not ours"; [`PAGES_64K`] or [`PAGES_512K`] for a page segment starting
+//! here, with its slot size (so `free` finds the page without reading the segment header);
+//! [`HUGE_START`] for a huge block's header; and `HUGE_BACK + k` for "the huge header is 2^k
+//! chunks below": a block aligned to 4 MiB or more starts in a chunk of its own.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
@@ -20,8 +21,26 @@ const LEAF_BITS: usize = 16;
 const LEAF_BYTES: usize = 1 << LEAF_BITS;
 const TOP_ENTRIES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT - LEAF_BITS);
 
-/// Map entry: a segment header starts in this chunk.
-pub const SEGMENT_START: u8 = 1;
+/// Map entry: a page segment with 64 KiB slots (small and large pages) starts here.
+pub const PAGES_64K: u8 = 1;
+/// Map entry: a page segment with 512 KiB slots (medium pages) starts here.
+pub const PAGES_512K: u8 = 2;
+/// Map entry: a huge block's segment header starts here.
+pub const HUGE_START: u8 = 3;
+/// Map entry base: `HUGE_BACK + k` means the huge header is 2^k chunks below.
+pub const HUGE_BACK: u8 = 4;
+
+/// Whether `entry` is a page segment's.
+#[inline(always)]
+pub const fn is_pages(entry: u8) -> bool {
+    entry.wrapping_sub(PAGES_64K) <= PAGES_512K - PAGES_64K
+}
+
+/// Slot shift of a page segment's entry: 16 (64 KiB) or 19 (512 KiB).
+#[inline(always)]
+pub const fn slot_shift(entry: u8) -> u32 {
+    13 + 3 * entry as u32
+}
 
 /// The two-level chunk map. `const`-constructible; leaves come from the page source.
 pub struct SegmentMap {
@@ -62,10 +81,10 @@ impl SegmentMap {
     #[inline]
     pub fn header_addr(addr: usize, entry: u8) -> usize {
         let chunk_base = addr & !((1usize << SEGMENT_SHIFT) - 1);
-        if entry == SEGMENT_START {
+        if entry < HUGE_BACK {
             chunk_base
         } else {
-            chunk_base.wrapping_sub(1usize << (SEGMENT_SHIFT + (entry - 2) as usize))
+            chunk_base.wrapping_sub(1usize << (SEGMENT_SHIFT + (entry - HUGE_BACK) as usize))
         }
     }
 
