@@ -22,9 +22,12 @@
 //! A double free, or a free of a pointer pagebreak did not hand out, prints one line to
 //! stderr (`pagebreak: free(): double free of 0x...`) and aborts.
 
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
+
 #[cfg(not(any(feature = "mmap", feature = "brk")))]
 compile_error!("pagebreak needs a page source: enable feature `mmap` or `brk` (or both).");
 
+mod arena;
 mod global;
 mod instance;
 mod options;
@@ -34,6 +37,7 @@ mod stats_print;
 #[cfg(feature = "c-api")]
 mod c_api;
 
+pub use arena::Arena;
 pub use global::*;
 pub use options::Options;
 
