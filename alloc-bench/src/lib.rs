@@ -261,11 +261,17 @@ impl Ring {
         }
     }
 
-    /// Producer side; spins while full.
+    /// Producer side. When the ring is full it waits until the consumer has emptied half
+    /// of it: without that, a consumer slower than the producer makes the two hand over
+    /// one slot at a time and the bench measures `sched_yield`, not the allocator.
     pub fn push(&self, v: usize) {
         let h = self.head.load(Ordering::Relaxed);
-        while h.wrapping_sub(self.tail.load(Ordering::Acquire)) == self.slots.len() {
-            backoff();
+        let cap = self.slots.len();
+        if h.wrapping_sub(self.tail.load(Ordering::Acquire)) == cap {
+            let mut spins = 0;
+            while h.wrapping_sub(self.tail.load(Ordering::Acquire)) > cap / 2 {
+                backoff(&mut spins);
+            }
         }
         self.slots[h & (self.slots.len() - 1)].store(v, Ordering::Relaxed);
         self.head.store(h.wrapping_add(1), Ordering::Release);
@@ -283,11 +289,18 @@ impl Ring {
     }
 }
 
+/// Spin briefly (the other side is usually running on the other core), then yield
+/// (on a busy 2-core machine it may not be, and spinning would only delay it).
 #[inline]
-fn backoff() {
-    // On 2 cores the other side may not be running: yield rather than burn the slice.
-    std::hint::spin_loop();
-    std::thread::yield_now();
+fn backoff(spins: &mut u32) {
+    if *spins < 100 {
+        *spins += 1;
+        for _ in 0..1 << (*spins).min(6) {
+            std::hint::spin_loop();
+        }
+    } else {
+        std::thread::yield_now();
+    }
 }
 
 /// Sizes of the producer/consumer blocks.
@@ -328,18 +341,22 @@ impl ProdConsShared {
         scope: &'s std::thread::Scope<'s, 'e>,
         a: &'s A,
     ) -> ProdCons<'s, A> {
-        scope.spawn(move || loop {
-            match self.ring.pop() {
-                Some(p) => unsafe {
-                    let p = p as *mut u8;
-                    // The producer stored the size in the block: the consumer reads it,
-                    // so the block's cache line really travels between the threads.
-                    let n = (p as *const usize).read();
-                    a.dealloc(p, layout(n));
-                    self.freed.fetch_add(1, Ordering::Release);
-                },
-                None if self.stop.load(Ordering::Acquire) => break,
-                None => backoff(),
+        scope.spawn(move || {
+            let mut spins = 0;
+            loop {
+                match self.ring.pop() {
+                    Some(p) => unsafe {
+                        spins = 0;
+                        let p = p as *mut u8;
+                        // The producer stored the size in the block: the consumer reads it,
+                        // so the block's cache line really travels between the threads.
+                        let n = (p as *const usize).read();
+                        a.dealloc(p, layout(n));
+                        self.freed.fetch_add(1, Ordering::Release);
+                    },
+                    None if self.stop.load(Ordering::Acquire) => break,
+                    None => backoff(&mut spins),
+                }
             }
         });
         ProdCons {
@@ -370,8 +387,9 @@ impl<A: GlobalAlloc + Sync> ProdCons<'_, A> {
             }
             self.pushed += 1;
         }
+        let mut spins = 0;
         while self.freed.load(Ordering::Acquire) != self.pushed {
-            backoff();
+            backoff(&mut spins);
         }
         t0.elapsed()
     }

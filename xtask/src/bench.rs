@@ -308,6 +308,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             &mut failures,
         )?;
         println!("\n{}", report::text_table(&t));
+        println!("geometric means:\n{}", report::text_pagebreak_vs(&t));
         table = Some(t);
     }
 

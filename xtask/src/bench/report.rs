@@ -183,6 +183,56 @@ pub fn md_macro_table(t: &Table) -> String {
     out
 }
 
+/// pagebreak's geometric-mean ratios against each other allocator, one row per pagebreak
+/// flavour: the headline numbers ("how much faster / leaner than what I use now").
+pub fn md_pagebreak_vs(t: &Table) -> Option<String> {
+    let ours: Vec<usize> = (0..t.allocators.len())
+        .filter(|&c| t.allocators[c].starts_with("pagebreak"))
+        .collect();
+    let theirs: Vec<usize> = (0..t.allocators.len())
+        .filter(|&c| !t.allocators[c].starts_with("pagebreak"))
+        .collect();
+    if ours.is_empty() || theirs.is_empty() {
+        return None;
+    }
+    let mut h = vec!["geomean of".to_string()];
+    h.extend(theirs.iter().map(|&c| format!("÷ {}", t.allocators[c])));
+    let mut out = md_row(&h);
+    out += &md_row(&h.iter().map(|_| "--".to_string()).collect::<Vec<_>>());
+    for &o in &ours {
+        for (m, label) in [(Metric::Time, "time"), (Metric::Rss, "peak RSS")] {
+            let mut line = vec![format!("{} {label}", t.allocators[o])];
+            line.extend(theirs.iter().map(|&c| match t.geomean_vs(o, c, m) {
+                (Some(g), n) if n == t.rows.len() => fmt_ratio(g),
+                (Some(g), n) => format!("{} ({n}/{})", fmt_ratio(g), t.rows.len()),
+                (None, _) => "-".into(),
+            }));
+            out += &md_row(&line);
+        }
+    }
+    Some(out)
+}
+
+/// The same as [`md_pagebreak_vs`], as lines for the terminal.
+pub fn text_pagebreak_vs(t: &Table) -> String {
+    let mut out = String::new();
+    for o in (0..t.allocators.len()).filter(|&c| t.allocators[c].starts_with("pagebreak")) {
+        for (m, label) in [(Metric::Time, "time"), (Metric::Rss, "peak RSS")] {
+            let parts: Vec<String> = (0..t.allocators.len())
+                .filter(|&c| !t.allocators[c].starts_with("pagebreak"))
+                .filter_map(|c| {
+                    let (g, _) = t.geomean_vs(o, c, m);
+                    Some(format!("{} of {}", fmt_ratio(g?), t.allocators[c]))
+                })
+                .collect();
+            if !parts.is_empty() {
+                let _ = writeln!(out, "{} {label}: {}", t.allocators[o], parts.join(", "));
+            }
+        }
+    }
+    out
+}
+
 /// CPU time split and page faults: the "why" behind the wall times.
 pub fn md_details_table(t: &Table) -> String {
     let mut h = vec!["workload".to_string()];
@@ -391,6 +441,14 @@ pub fn markdown(
             info.reps
         );
         o += &md_macro_table(t);
+        if let Some(vs) = md_pagebreak_vs(t) {
+            let _ = writeln!(
+                o,
+                "\npagebreak against each of the others (geometric mean of the per-workload \
+                 ratios; below 1 means pagebreak is faster or smaller):\n"
+            );
+            o += &vs;
+        }
         if !info.failures.is_empty() {
             let _ = writeln!(o, "\n### Failures\n");
             for (w, a, msg) in &info.failures {
@@ -524,6 +582,9 @@ mod tests {
             "**FAILED**: killed by signal 11",
             "### Failures",
             "| geomean | time | 2.00x (1/2) | 1.00x |",
+            "| geomean of | ÷ mimalloc |",
+            "| pagebreak-mmap time | 2.00x (1/2) |",
+            "| pagebreak-mmap peak RSS | 2.00x (1/2) |",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in\n{md}");
         }

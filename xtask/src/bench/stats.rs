@@ -140,8 +140,19 @@ impl Table {
     /// Geometric mean of a column's ratios over the workloads where both it and the
     /// baseline succeeded, with how many workloads that was.
     pub fn geomean(&self, col: usize, m: Metric) -> (Option<f64>, usize) {
-        let rs: Vec<f64> = (0..self.rows.len())
-            .filter_map(|r| self.ratio(r, col, m))
+        self.geomean_vs(col, self.baseline, m)
+    }
+
+    /// Geometric mean of `col / other` over the workloads where both succeeded.
+    pub fn geomean_vs(&self, col: usize, other: usize, m: Metric) -> (Option<f64>, usize) {
+        let rs: Vec<f64> = self
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let v = m.get(row.cells[col].summary()?);
+                let b = m.get(row.cells[other].summary()?);
+                (b > 0.0 && v > 0.0).then(|| v / b)
+            })
             .collect();
         (geomean(&rs), rs.len())
     }
@@ -260,6 +271,10 @@ pub(super) mod tests {
         assert!(close(g.unwrap(), 0.5));
         let (g, n) = t.geomean(1, Metric::Time);
         assert_eq!((g, n), (Some(1.0), 3));
+        // The other way round: mimalloc against `a` is the inverse, over the same workloads.
+        let (g, n) = t.geomean_vs(1, 0, Metric::Rss);
+        assert!(close(g.unwrap(), 2.0));
+        assert_eq!(n, 2);
     }
 
     #[test]
