@@ -157,7 +157,20 @@ macro_rules! define_instance {
                     // SAFETY: registering a plain extern "C" function.
                     unsafe { libc::atexit(print_stats_at_exit) };
                 }
+                if !options.heapmap.is_null() {
+                    crate::heapmap::install_signal_handler();
+                    // SAFETY: registering a plain extern "C" function.
+                    unsafe { libc::atexit(write_heapmap) };
+                }
                 STATE.store(READY, Ordering::Release);
+            }
+
+            /// Write the heap picture to `PAGEBREAK_HEAPMAP` (at exit, and after SIGUSR2).
+            extern "C" fn write_heapmap() {
+                let path = options().heapmap;
+                if !path.is_null() {
+                    crate::heapmap::write_to(&ALLOC, BACKEND, path);
+                }
             }
 
             extern "C" fn print_stats_at_exit() {
@@ -230,6 +243,11 @@ macro_rules! define_instance {
             #[cold]
             #[inline(never)]
             fn malloc_cold(size: usize, zero: bool) -> *mut u8 {
+                if crate::heapmap::REQUESTED.load(Ordering::Relaxed)
+                    && crate::heapmap::REQUESTED.swap(false, Ordering::Relaxed)
+                {
+                    write_heapmap();
+                }
                 let heap = live_heap();
                 if heap.is_null() {
                     return heap.cast();

@@ -29,6 +29,7 @@ compile_error!("pagebreak needs a page source: enable feature `mmap` or `brk` (o
 
 mod arena;
 mod global;
+mod heapmap;
 mod instance;
 mod options;
 mod report;
@@ -36,6 +37,8 @@ mod stats_print;
 
 #[cfg(feature = "c-api")]
 mod c_api;
+#[cfg(feature = "c-api")]
+mod c_ext;
 
 pub use arena::Arena;
 pub use global::*;

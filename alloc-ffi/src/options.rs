@@ -21,6 +21,9 @@ pub struct Options {
     pub show_stats: bool,
     /// `PAGEBREAK_VERBOSE`: print the options in force at start-up.
     pub verbose: bool,
+    /// `PAGEBREAK_HEAPMAP`: write a heap picture to this path at exit and on `SIGUSR2`
+    /// (points into the environment; null when unset).
+    pub heapmap: *const c_char,
 }
 
 impl Options {
@@ -30,6 +33,7 @@ impl Options {
         huge_pages: false,
         show_stats: false,
         verbose: false,
+        heapmap: core::ptr::null(),
     };
 
     /// Read the environment. A value that does not parse gets a one-line warning on stderr
@@ -46,7 +50,11 @@ impl Options {
             while !(*entry).is_null() {
                 let bytes = CStr::from_ptr(*entry).to_bytes();
                 if let Some(rest) = bytes.strip_prefix(b"PAGEBREAK_") {
-                    options.apply(rest);
+                    if rest.starts_with(b"HEAPMAP=") && rest.len() > 8 {
+                        options.heapmap = (*entry).add(b"PAGEBREAK_HEAPMAP=".len());
+                    } else {
+                        options.apply(rest);
+                    }
                 }
                 entry = entry.add(1);
             }
