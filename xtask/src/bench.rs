@@ -308,7 +308,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
             &mut failures,
         )?;
         println!("\n{}", report::text_table(&t));
-        println!("geometric means:\n{}", report::text_pagebreak_vs(&t));
+        let vs = report::text_pagebreak_vs(&t);
+        if !vs.is_empty() {
+            println!("geometric means:\n{vs}");
+        }
         table = Some(t);
     }
 

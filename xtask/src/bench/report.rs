@@ -72,9 +72,18 @@ fn macro_cell(t: &Table, row: usize, col: usize, m: Metric, md: bool) -> String 
     }
 }
 
-/// The first few words of a failure, for the narrow terminal column.
+/// A failure in a word or two, for the narrow terminal column (report.md has it all).
 fn short_failure(why: &str) -> String {
-    let s: String = why.chars().take(18).collect();
+    if let Some(sig) = why.split_once("(SIG").and_then(|(_, r)| r.split_once(')')) {
+        return format!("SIG{}", sig.0);
+    }
+    if why.starts_with("timed out") {
+        return "hung".into();
+    }
+    if let Some(code) = why.strip_prefix("exited with code ") {
+        return format!("exit {}", code.split_whitespace().next().unwrap_or("?"));
+    }
+    let s: String = why.chars().take(16).collect();
     if s.len() < why.len() {
         format!("{s}…")
     } else {
@@ -543,7 +552,16 @@ mod tests {
         let s = text_table(&table());
         assert!(s.contains("2.00 s  2.00x"), "{s}");
         assert!(s.contains("2.0 MiB  2.00x"), "{s}");
-        assert!(s.contains("FAILED (killed by signal 1…)"), "{s}");
+        assert!(s.contains("FAILED (SIGSEGV)"), "{s}");
+        assert_eq!(
+            short_failure("timed out after 60 s (hung?) in rep 1/3"),
+            "hung"
+        );
+        assert_eq!(short_failure("exited with code 134 in rep 2/3"), "exit 134");
+        assert_eq!(
+            short_failure("build failed: `cargo build` failed"),
+            "build failed: `c…"
+        );
         let geo = s.lines().find(|l| l.starts_with("geomean")).unwrap();
         assert!(geo.contains("2.00x (1/2)") && geo.contains("1.00x"), "{s}");
         // Columns line up: each allocator's header ends where its cells end.
