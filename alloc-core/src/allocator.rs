@@ -15,7 +15,7 @@ use crate::segment_map::{
 use crate::size_class::{aligned_class, class_size, PageKind, DIRECT_MAX, LARGE_MAX, NUM_CLASSES};
 use crate::source::{PageSource, Span};
 use crate::span_cache::{SpanCache, Work};
-use crate::stats::Stats;
+use crate::stats::{SourceCounters, Stats};
 use crate::util::{align_up, SpinLock};
 use crate::view::SegmentView;
 use crate::{PAGE_SIZE, SEGMENT_SIZE};
@@ -148,13 +148,16 @@ impl<S: PageSource> Allocator<S> {
     pub fn new_heap(&self) -> *mut Heap {
         let secret = self.secret();
         let mut pool = self.pool.lock();
-        if pool.free.is_null() {
+        while pool.free.is_null() {
+            // Carve 16 more heaps from a fresh span, asking the source with no lock held.
+            drop(pool);
             let size = align_up(core::mem::size_of::<Heap>() * 16, PAGE_SIZE).unwrap_or(PAGE_SIZE);
             // SAFETY: size is a page multiple, PAGE_SIZE a valid alignment.
             let Ok(span) = (unsafe { self.source.alloc(size, PAGE_SIZE) }) else {
                 return ptr::null_mut();
             };
             self.add_reserved(size);
+            pool = self.pool.lock();
             let count = size / core::mem::size_of::<Heap>();
             for i in 0..count {
                 // SAFETY: heap i lies inside the fresh span, properly aligned (Heap's
@@ -1041,6 +1044,18 @@ impl<S: PageSource> Allocator<S> {
                 }
                 seg = (*seg).abandoned_next;
             }
+        }
+    }
+
+    /// The counters that change when memory moves between the allocator and its source,
+    /// read without a lock (for event reporting around a call).
+    pub fn source_counters(&self) -> SourceCounters {
+        let c = &self.counters;
+        SourceCounters {
+            reserved: c.reserved.load(Ordering::Relaxed),
+            purges: c.purges.load(Ordering::Relaxed),
+            purged_bytes: c.purged_bytes.load(Ordering::Relaxed),
+            segments: c.segments.load(Ordering::Relaxed),
         }
     }
 

@@ -55,7 +55,7 @@ pub use checks::{Call, Misuse, MisuseKind};
 pub use heap::{Heap, PlaceholderHeap};
 pub use source::{PageSource, SourceError, Span, PAGE_SIZE};
 pub use static_source::StaticSource;
-pub use stats::Stats;
+pub use stats::{SourceCounters, Stats};
 pub use util::{SpinGuard, SpinLock};
 
 /// log2 of [`SEGMENT_SIZE`].

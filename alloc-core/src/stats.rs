@@ -53,3 +53,16 @@ impl Default for Stats {
         }
     }
 }
+
+/// The counters that track memory moving to and from the page source (cheap to read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceCounters {
+    /// Bytes obtained from the source and not released.
+    pub reserved: usize,
+    /// Purge operations so far.
+    pub purges: usize,
+    /// Bytes purged so far.
+    pub purged_bytes: usize,
+    /// Page segments in use.
+    pub segments: usize,
+}

@@ -252,8 +252,13 @@ macro_rules! define_instance {
                 if heap.is_null() {
                     return heap.cast();
                 }
+                #[cfg(feature = "tracing")]
+                let before = ALLOC.source_counters();
                 // SAFETY: a live heap of this thread.
-                unsafe { ALLOC.malloc_slow(heap, size, zero) }
+                let p = unsafe { ALLOC.malloc_slow(heap, size, zero) };
+                #[cfg(feature = "tracing")]
+                crate::trace::after_call(BACKEND, before, ALLOC.source_counters(), size, p.is_null());
+                p
             }
 
             /// `calloc` without the overflow check: `size` zeroed bytes.
@@ -274,8 +279,13 @@ macro_rules! define_instance {
                 if heap.is_null() {
                     return heap.cast();
                 }
+                #[cfg(feature = "tracing")]
+                let before = ALLOC.source_counters();
                 // SAFETY: a live heap of this thread.
-                unsafe { ALLOC.malloc_aligned(heap, size, align, zero) }
+                let p = unsafe { ALLOC.malloc_aligned(heap, size, align, zero) };
+                #[cfg(feature = "tracing")]
+                crate::trace::after_call(BACKEND, before, ALLOC.source_counters(), size, p.is_null());
+                p
             }
 
             /// `free`; misuse is reported and aborts.
@@ -299,8 +309,13 @@ macro_rules! define_instance {
                 if heap.is_null() {
                     return heap.cast();
                 }
+                #[cfg(feature = "tracing")]
+                let before = ALLOC.source_counters();
                 // SAFETY: forwarded contract.
-                unsafe { ALLOC.realloc(heap, p, size, align) }
+                let q = unsafe { ALLOC.realloc(heap, p, size, align) };
+                #[cfg(feature = "tracing")]
+                crate::trace::after_call(BACKEND, before, ALLOC.source_counters(), size, q.is_null());
+                q
             }
 
             /// `malloc_usable_size`.

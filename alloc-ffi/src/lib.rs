@@ -34,6 +34,8 @@ mod instance;
 mod options;
 mod report;
 mod stats_print;
+#[cfg(feature = "tracing")]
+mod trace;
 
 #[cfg(feature = "c-api")]
 mod c_api;

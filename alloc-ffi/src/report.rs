@@ -51,6 +51,12 @@ pub(crate) fn abort_on_misuse(misuse: &Misuse) -> ! {
     let mut line = LineBuf::new();
     let _ = writeln!(line, "pagebreak: {misuse}");
     line.write_stderr();
+    #[cfg(feature = "tracing")]
+    crate::trace::misuse(
+        core::str::from_utf8(line.as_bytes())
+            .unwrap_or("")
+            .trim_end(),
+    );
     // SAFETY: abort never returns and is async-signal-safe.
     unsafe { libc::abort() }
 }
