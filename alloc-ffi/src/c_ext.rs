@@ -184,7 +184,11 @@ pub unsafe extern "C" fn pagebreak_heap_malloc(heap: *mut c_void, size: usize) -
 ///
 /// As for [`pagebreak_heap_malloc`].
 #[no_mangle]
-pub unsafe extern "C" fn pagebreak_heap_calloc(heap: *mut c_void, count: usize, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn pagebreak_heap_calloc(
+    heap: *mut c_void,
+    count: usize,
+    size: usize,
+) -> *mut c_void {
     match count.checked_mul(size) {
         // SAFETY: caller's contract.
         Some(total) => nomem(unsafe { inst::ALLOC.zalloc(heap.cast::<Heap>(), total) }),
@@ -198,7 +202,11 @@ pub unsafe extern "C" fn pagebreak_heap_calloc(heap: *mut c_void, count: usize, 
 ///
 /// As for [`pagebreak_heap_malloc`].
 #[no_mangle]
-pub unsafe extern "C" fn pagebreak_heap_aligned_alloc(heap: *mut c_void, align: usize, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn pagebreak_heap_aligned_alloc(
+    heap: *mut c_void,
+    align: usize,
+    size: usize,
+) -> *mut c_void {
     if !align.is_power_of_two() {
         // SAFETY: this thread's errno slot.
         unsafe { *libc::__errno_location() = libc::EINVAL };
@@ -214,7 +222,11 @@ pub unsafe extern "C" fn pagebreak_heap_aligned_alloc(heap: *mut c_void, align: 
 ///
 /// As for [`pagebreak_heap_malloc`]; `p` is null or a live block of this allocator.
 #[no_mangle]
-pub unsafe extern "C" fn pagebreak_heap_realloc(heap: *mut c_void, p: *mut c_void, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn pagebreak_heap_realloc(
+    heap: *mut c_void,
+    p: *mut c_void,
+    size: usize,
+) -> *mut c_void {
     // SAFETY: caller's contract.
     nomem(unsafe { inst::ALLOC.realloc(heap.cast::<Heap>(), p.cast(), size, 16) })
 }

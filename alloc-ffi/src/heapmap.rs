@@ -63,7 +63,12 @@ fn write_segment(out: &mut FdWriter, view: &SegmentView) {
             SlotState::FreeResident => out.write_str(" R"),
             SlotState::FreePurged => out.write_str(" P"),
             SlotState::Continued => out.write_str(" C"),
-            SlotState::Page { block_size, used, reserved, slots } => {
+            SlotState::Page {
+                block_size,
+                used,
+                reserved,
+                slots,
+            } => {
                 write!(out, " B:{block_size}:{used}:{reserved}:{slots}")
             }
         };
@@ -72,13 +77,28 @@ fn write_segment(out: &mut FdWriter, view: &SegmentView) {
 }
 
 /// Write the snapshot of `alloc` to the NUL-terminated `path`. Returns 0, or -1 (errno set).
-pub(crate) fn write_to<S: PageSource>(alloc: &Allocator<S>, backend: &str, path: *const libc::c_char) -> i32 {
+pub(crate) fn write_to<S: PageSource>(
+    alloc: &Allocator<S>,
+    backend: &str,
+    path: *const libc::c_char,
+) -> i32 {
     // SAFETY: `path` is a NUL-terminated string (caller's contract).
-    let fd = unsafe { libc::open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644) };
+    let fd = unsafe {
+        libc::open(
+            path,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
     if fd < 0 {
         return -1;
     }
-    let mut out = FdWriter { fd, buf: [0; 4096], len: 0, failed: false };
+    let mut out = FdWriter {
+        fd,
+        buf: [0; 4096],
+        len: 0,
+        failed: false,
+    };
     let stats = alloc.stats();
     let _ = writeln!(
         out,
