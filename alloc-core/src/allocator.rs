@@ -585,7 +585,10 @@ impl<S: PageSource> Allocator<S> {
             self.report(call, MisuseKind::InvalidPointer, p as usize);
         }
         let hdr_addr = SegmentMap::header_addr(p as usize, entry);
-        let hdr: *mut SegmentHeader = p.with_addr(hdr_addr).cast();
+        // Not `p.with_addr`: a huge span need not fill its last 4 MiB chunk, so `p` may be
+        // foreign memory sharing the chunk; the header's provenance was exposed when the huge
+        // block was made.
+        let hdr: *mut SegmentHeader = ptr::with_exposed_provenance_mut(hdr_addr);
         // SAFETY: the map says a segment header lives at `hdr_addr` (in our span).
         unsafe {
             let kind = (*hdr).kind;
@@ -713,6 +716,7 @@ impl<S: PageSource> Allocator<S> {
         };
         // SAFETY: the span is ours and at least `offset + size` bytes.
         unsafe {
+            span.ptr.expose_provenance();
             let hdr = span.ptr.cast::<SegmentHeader>();
             ptr::write(
                 hdr,
