@@ -61,8 +61,9 @@ fn segment_views_show_live_pages() {
     let source = StdSource::new();
     let alloc = Allocator::new(&source);
     let heap = alloc.new_heap();
+    let n = if cfg!(miri) { 100 } else { 1000 };
     // SAFETY: blocks stay live until freed below.
-    let blocks: Vec<*mut u8> = (0..1000)
+    let blocks: Vec<*mut u8> = (0..n)
         .map(|i| unsafe { alloc.malloc(heap, 48 + (i % 3) * 5000) })
         .collect();
     let (mut segments, mut used) = (0, 0usize);
