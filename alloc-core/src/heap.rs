@@ -119,7 +119,9 @@ pub(crate) fn bump(counter: &AtomicUsize, delta: isize) {
 }
 
 /// A heap. Obtain one from [`Allocator::new_heap`]; use it from one thread at a time.
-#[repr(C)]
+/// Cache-line aligned: heaps are carved side by side, and one thread's counters must not
+/// share a line with the next thread's direct table (false sharing).
+#[repr(C, align(64))]
 pub struct Heap {
     pub(crate) direct: [*mut Page; DIRECT_SLOTS],
     pub(crate) live: bool,
