@@ -67,7 +67,7 @@ static void *worker(void *arg) {
     void **tmp = xmalloc(n * sizeof *tmp);
     for (size_t i = 0; i < n; i++) {
         uint64_t r = rnd(&seed);
-        size_t size = r % 8 == 0 ? (r >> 8) % 30000 + 1 : (r >> 8) % 700 + 1;
+        size_t size = r % 32 == 0 ? (r >> 8) % 30000 + 1 : (r >> 8) % 700 + 1;
         tmp[i] = xmalloc(size);
     }
     for (size_t i = 0; i < n; i++) {

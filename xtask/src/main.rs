@@ -4,6 +4,10 @@ mod bench;
 mod build;
 mod cmd;
 mod ctests;
+mod heapmap;
+mod install;
+mod limits;
+mod misuse;
 mod programs;
 mod run;
 mod test;
@@ -21,6 +25,14 @@ commands:
         programs under both backends
   ctest [--backend mmap|brk|glibc] [NAME...]
         only the C tests in tests/c (glibc: without preload, to check the tests)
+  install --prefix DIR [--backend mmap|brk]
+        install lib/libpagebreak.{so,a}, include/pagebreak.h, lib/pkgconfig/pagebreak.pc
+  heapmap [--backend mmap|brk] -- PROGRAM ARGS...
+        run PROGRAM preloaded; draw its heap at exit to target/pagebreak-heapmap.svg
+  misuse [--backend mmap|brk] [NAME...]
+        only the deliberate-misuse programs in tests/misuse (each must abort with its report)
+  limits [--backend mmap|brk|glibc] [NAME...]
+        only the limits tests in tests/limits (RLIMIT_AS, RSS after frees, mappings)
   bench ...
         benchmarks (see `cargo xtask bench --help`)
 ";
@@ -37,6 +49,10 @@ fn main() {
         "test" => test::main(rest),
         "ctest" => ctests::main(rest),
         "bench" => bench::main(rest),
+        "misuse" => misuse::main(rest),
+        "limits" => limits::main(rest),
+        "install" => install::main(rest),
+        "heapmap" => heapmap::main(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
