@@ -12,10 +12,31 @@
 //! ```
 //!
 //! Features choose the page source: `mmap` (default) and/or `brk`. [`PageBreak`] and the C
-//! API use `brk` when it is enabled, `mmap` otherwise; [`MmapPageBreak`] and [`BrkPageBreak`]
-//! name one backend each. Feature `c-api` (default) exports `malloc`, `free` and the rest of
-//! the C allocation API from this library; turn it off to use pagebreak only as a Rust
-//! allocator without replacing the process's `malloc`.
+//! API use `brk` when it is enabled, `mmap` otherwise; `MmapPageBreak` (feature `mmap`) and
+//! `BrkPageBreak` (feature `brk`) name one backend each. Feature `c-api` (default) exports
+//! `malloc`, `free` and the rest of the C allocation API from this library; turn it off to use
+//! pagebreak only as a Rust allocator without replacing the process's `malloc`.
+//!
+//! # Arenas
+//!
+//! An [`Arena`] is a heap of its own: allocate from it through allocator-api2's `Allocator`
+//! (`Vec::new_in(&arena)`, `Box::new_in(x, &arena)`), and everything in it is freed at once
+//! when it is dropped. Feature `nightly` adds the standard library's unstable
+//! `core::alloc::Allocator`, for `std`'s own collections.
+//!
+//! ```
+//! use allocator_api2::vec::Vec;
+//!
+//! let arena = pagebreak::Arena::new();
+//! let mut v = Vec::new_in(&arena);
+//! v.extend(0..1000u32);
+//! assert_eq!(v[999], 999);
+//! ```
+//!
+//! # Embedding the core
+//!
+//! `alloc-core` runs over any `PageSource`: a static array (`alloc_core::StaticSource`), a
+//! file (`backend_file::FileSource`), or one of your own.
 //!
 //! # Misuse
 //!
