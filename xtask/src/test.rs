@@ -136,6 +136,9 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         t.check(&format!("link with -lpagebreak ({name})"), || {
             ctests::link_dynamic(&built, &bins)
         })?;
+        t.check(&format!("cargo xtask heapmap -- heapmap_demo ({name})"), || {
+            crate::heapmap::test_demo(backend, &bins)
+        })?;
         libs.push((backend, built));
     }
 
@@ -169,6 +172,10 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
     t.check(
         "cargo xtask run forwards the exit status",
         programs::exit_status,
+    )?;
+    t.check(
+        "cargo xtask install, then a C program built with pkg-config",
+        crate::install::test_install,
     )?;
     for backend in Backend::ALL {
         t.check(&format!("README Rust example ({})", backend.name()), || {
