@@ -136,9 +136,10 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         t.check(&format!("link with -lpagebreak ({name})"), || {
             ctests::link_dynamic(&built, &bins)
         })?;
-        t.check(&format!("cargo xtask heapmap -- heapmap_demo ({name})"), || {
-            crate::heapmap::test_demo(backend, &bins)
-        })?;
+        t.check(
+            &format!("cargo xtask heapmap -- heapmap_demo ({name})"),
+            || crate::heapmap::test_demo(backend, &bins),
+        )?;
         libs.push((backend, built));
     }
 
