@@ -261,8 +261,8 @@ fn log2(size: u64) -> u32 {
 
 fn short_size(b: u64) -> String {
     match b {
-        _ if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}M", b >> 20),
-        _ if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}K", b >> 10),
+        _ if b >= 1 << 20 && b & ((1 << 20) - 1) == 0 => format!("{}M", b >> 20),
+        _ if b >= 1 << 10 && b & ((1 << 10) - 1) == 0 => format!("{}K", b >> 10),
         _ => b.to_string(),
     }
 }
@@ -555,7 +555,7 @@ pub fn check_svg(svg: &str) -> Result<usize, String> {
         if name.is_empty() {
             return Err(format!("bad tag `<{tag}>`"));
         }
-        if tag.matches('"').count() % 2 != 0 {
+        if tag.matches('"').count() & 1 == 1 {
             return Err(format!("unbalanced quotes in `<{tag}>`"));
         }
         if stack.is_empty() {
