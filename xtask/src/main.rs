@@ -6,6 +6,8 @@ mod cmd;
 mod ctests;
 mod heapmap;
 mod install;
+mod limits;
+mod misuse;
 mod programs;
 mod run;
 mod test;
@@ -27,6 +29,10 @@ commands:
         install lib/libpagebreak.{so,a}, include/pagebreak.h, lib/pkgconfig/pagebreak.pc
   heapmap [--backend mmap|brk] -- PROGRAM ARGS...
         run PROGRAM preloaded; draw its heap at exit to target/pagebreak-heapmap.svg
+  misuse [--backend mmap|brk] [NAME...]
+        only the deliberate-misuse programs in tests/misuse (each must abort with its report)
+  limits [--backend mmap|brk|glibc] [NAME...]
+        only the limits tests in tests/limits (RLIMIT_AS, RSS after frees, mappings)
   bench ...
         benchmarks (see `cargo xtask bench --help`)
 ";
@@ -43,6 +49,8 @@ fn main() {
         "test" => test::main(rest),
         "ctest" => ctests::main(rest),
         "bench" => bench::main(rest),
+        "misuse" => misuse::main(rest),
+        "limits" => limits::main(rest),
         "install" => install::main(rest),
         "heapmap" => heapmap::main(rest),
         "help" | "-h" | "--help" => {

@@ -2,7 +2,7 @@
 //! failure (unless `--keep-going`), ending with `N passed, N failed`.
 
 use crate::build::{self, Backend};
-use crate::{cmd, ctests, programs};
+use crate::{cmd, ctests, limits, misuse, programs};
 use std::process::Command;
 use std::time::Instant;
 
@@ -114,6 +114,8 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         Ok(())
     })?;
     t.check("compile tests/programs/*.c", || programs::compile(&bins))?;
+    let misuse_cases = misuse::compile(t, &bins)?;
+    let limits_tests = limits::compile(t, &bins)?;
 
     let mut libs = Vec::new();
     for backend in Backend::ALL {
@@ -140,6 +142,8 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
             &format!("cargo xtask heapmap -- heapmap_demo ({name})"),
             || crate::heapmap::test_demo(backend, &bins),
         )?;
+        misuse::check_all(t, &misuse_cases, &built.so, name)?;
+        limits::check_all(t, &limits_tests, Some(&built.so), name)?;
         libs.push((backend, built));
     }
 
