@@ -558,6 +558,43 @@ impl<S: PageSource> Allocator<S> {
         }
     }
 
+    /// Grow or shrink a huge block by moving its span (no copy where the source can remap).
+    ///
+    /// # Safety
+    ///
+    /// `hdr` is the live header of a huge block whose offset is below `SEGMENT_SIZE`.
+    unsafe fn remap_huge(&self, hdr: *mut SegmentHeader, size: usize) -> Option<*mut u8> {
+        // SAFETY: the block is live and ours; after a successful remap the old range is gone
+        // and only the new header is used.
+        unsafe {
+            let offset = (*hdr).block_offset;
+            let old_size = (*hdr).span_size;
+            let new_size = align_up(offset.checked_add(size)?, PAGE_SIZE)?;
+            let span = self
+                .source
+                .remap(hdr.cast(), old_size, new_size, SEGMENT_SIZE)?;
+            if span.ptr != hdr.cast::<u8>() {
+                self.map.clear(hdr as usize);
+                span.ptr.expose_provenance();
+                if !self.map.set(&self.source, span.ptr as usize, HUGE_START) {
+                    // No memory for a map leaf (64 KiB): the moved block could never be
+                    // found again. Stop loudly rather than lose it silently.
+                    self.report(Call::Realloc, MisuseKind::InvalidPointer, span.ptr as usize);
+                }
+            }
+            let new_hdr = span.ptr.cast::<SegmentHeader>();
+            let delta = size as isize - (*new_hdr).requested as isize;
+            (*new_hdr).span_size = span.size;
+            (*new_hdr).requested = size;
+            bump_shared(&self.counters.huge_live_bytes, delta);
+            bump_shared(
+                &self.counters.reserved,
+                span.size as isize - old_size as isize,
+            );
+            Some(span.ptr.add(offset))
+        }
+    }
+
     /// Give a freed huge block's span to the cache.
     ///
     /// # Safety
@@ -670,6 +707,11 @@ impl<S: PageSource> Allocator<S> {
                     (*hdr).requested = size;
                     bump_shared(&self.counters.huge_live_bytes, delta);
                     return p;
+                }
+                if size > LARGE_MAX && (*hdr).block_offset < SEGMENT_SIZE {
+                    if let Some(q) = self.remap_huge(hdr, size) {
+                        return q;
+                    }
                 }
             } else if size <= old && (size >= old / 2 || old <= 64) {
                 // Keep the block if it fits and would not waste more than half of it.

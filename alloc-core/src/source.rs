@@ -81,6 +81,27 @@ pub unsafe trait PageSource: Sync {
     /// `ptr` and `size` are page-aligned and inside a live span; nothing in the range is in use.
     unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool;
 
+    /// Move a whole span to a larger (or smaller) one of `new_size` bytes aligned to `align`,
+    /// keeping its contents, without copying if the source can (Linux: `mremap` moves the
+    /// page tables). On success the old span is gone and the new one is returned (its
+    /// `zeroed` is false: the old contents came along; bytes past `old_size` read as zero
+    /// only if the source says so elsewhere). `None`: nothing changed, the caller copies.
+    ///
+    /// # Safety
+    ///
+    /// `[ptr, ptr + old_size)` is a whole live span of this source; sizes are page multiples;
+    /// `align` as for [`alloc`](Self::alloc). Nothing may use the old range afterwards.
+    unsafe fn remap(
+        &self,
+        ptr: *mut u8,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<Span> {
+        let _ = (ptr, old_size, new_size, align);
+        None
+    }
+
     /// Milliseconds from some fixed point, used to delay purging. A source with no clock
     /// returns 0, and then memory is purged as soon as it is free.
     fn now_ms(&self) -> u64 {
@@ -120,6 +141,16 @@ unsafe impl<S: PageSource + ?Sized> PageSource for &S {
     unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
         // SAFETY: forwarded unchanged.
         unsafe { (**self).purge(ptr, size) }
+    }
+    unsafe fn remap(
+        &self,
+        ptr: *mut u8,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<Span> {
+        // SAFETY: forwarded unchanged.
+        unsafe { (**self).remap(ptr, old_size, new_size, align) }
     }
     fn now_ms(&self) -> u64 {
         (**self).now_ms()

@@ -151,6 +151,62 @@ unsafe impl PageSource for MmapSource {
         unsafe { libc::madvise(ptr.cast(), size, libc::MADV_DONTNEED) == 0 }
     }
 
+    unsafe fn remap(
+        &self,
+        ptr: *mut u8,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<Span> {
+        if new_size == 0 || new_size & (PAGE_SIZE - 1) != 0 || !align.is_power_of_two() {
+            return None;
+        }
+        // Growing in place keeps the address (and its alignment) when the range after the
+        // span is free.
+        // SAFETY: the caller owns the whole span; without MREMAP_MAYMOVE the kernel either
+        // resizes it where it is or fails and changes nothing.
+        let same = unsafe { libc::mremap(ptr.cast(), old_size, new_size, 0) };
+        let start = if same != libc::MAP_FAILED {
+            same as usize
+        } else {
+            // Reserve an aligned destination, then move the pages there (no copy: the kernel
+            // moves page-table entries). MREMAP_FIXED replaces the reservation.
+            let over = new_size.checked_add(align - PAGE_SIZE)?;
+            let base = map(over)?;
+            let dest = (base + align - 1) & !(align - 1);
+            let head = dest - base;
+            // SAFETY: head and tail of our fresh reservation, outside the aligned destination.
+            unsafe {
+                unmap(base, head);
+                unmap(dest + new_size, over - head - new_size);
+            }
+            // SAFETY: `dest` is our reservation of exactly new_size bytes; the source span is
+            // the caller's; on failure nothing moved and we drop the reservation.
+            let moved = unsafe {
+                libc::mremap(
+                    ptr.cast(),
+                    old_size,
+                    new_size,
+                    libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                    dest as *mut libc::c_void,
+                )
+            };
+            if moved == libc::MAP_FAILED {
+                // SAFETY: the reservation is ours and unused.
+                unsafe { unmap(dest, new_size) };
+                return None;
+            }
+            moved as usize
+        };
+        self.mapped.fetch_add(new_size, Ordering::Relaxed);
+        self.mapped.fetch_sub(old_size, Ordering::Relaxed);
+        Some(Span {
+            ptr: start as *mut u8,
+            size: new_size,
+            zeroed: false,
+        })
+    }
+
     fn now_ms(&self) -> u64 {
         os::now_ms()
     }
