@@ -82,3 +82,41 @@ fn cross_thread_brk() {
     static A: pagebreak::BrkPageBreak = pagebreak::BrkPageBreak;
     cross_thread(&A);
 }
+
+/// Huge blocks grown by realloc keep their contents (the mmap backend moves pages with
+/// mremap instead of copying) and their alignment.
+fn huge_realloc_growth<A: GlobalAlloc>(alloc: &A) {
+    let mut layout = Layout::from_size_align(2 << 20, 64).unwrap();
+    // SAFETY: non-zero size; every realloc passes the current layout.
+    unsafe {
+        let mut p = alloc.alloc(layout);
+        assert!(!p.is_null());
+        fill(p, layout.size(), 7);
+        let mut filled = layout.size();
+        while layout.size() < (300 << 20) {
+            let new_size = layout.size() * 3 / 2 + 4096;
+            p = alloc.realloc(p, layout, new_size);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % 64, 0);
+            verify(p, filled, 7);
+            layout = Layout::from_size_align(new_size, 64).unwrap();
+            // Touch the new tail's last byte too.
+            p.add(new_size - 1).write(1);
+            fill(p, filled, 7);
+            filled = filled.min(new_size);
+        }
+        alloc.dealloc(p, layout);
+    }
+}
+
+#[cfg(feature = "mmap")]
+#[test]
+fn huge_realloc_growth_mmap() {
+    huge_realloc_growth(&pagebreak::MmapPageBreak);
+}
+
+#[cfg(feature = "brk")]
+#[test]
+fn huge_realloc_growth_brk() {
+    huge_realloc_growth(&pagebreak::BrkPageBreak);
+}

@@ -1,7 +1,7 @@
 //! Shared helpers of the stress tests.
 #![allow(dead_code)]
 
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::Layout;
 
 pub struct Block {
     pub ptr: usize,
