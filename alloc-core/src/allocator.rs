@@ -466,7 +466,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             let page = Self::page_in(p, entry);
             if !(*page).is_block_start(p as usize) {
-                self.report(call, MisuseKind::InvalidPointer, p as usize);
+                self.report_not_a_block(call, page, p);
             }
             let block = p.cast::<Block>();
             let canary = (*page).canary(p as usize);
@@ -479,6 +479,28 @@ impl<S: PageSource> Allocator<S> {
                 self.free_remote(heap, page, block);
             }
         }
+    }
+
+    /// `p` lies in one of our page segments but is no block of a page in use. If its page
+    /// slot is free, the likeliest story is a block freed twice, its page since given back
+    /// (a pointer into our own free memory is not something a program makes up).
+    #[cold]
+    #[inline(never)]
+    unsafe fn report_not_a_block(&self, call: Call, page: *mut Page, p: *mut u8) -> ! {
+        // SAFETY: `page` is a slot of a live (or cached) page segment header; the error path
+        // reads the owner's slot bitmap without synchronisation, which can only mislabel the
+        // report, never change what happens next (an abort).
+        let slot_free = unsafe {
+            let seg = Segment::of(page);
+            let slot = Segment::slot_of(seg, page);
+            (*seg).header.kind == KIND_FREE || (*seg).free_slots & (1u64 << slot) != 0
+        };
+        let kind = if slot_free {
+            MisuseKind::DoubleFree
+        } else {
+            MisuseKind::InvalidPointer
+        };
+        self.report(call, kind, p as usize)
     }
 
     /// Free a block of a page another heap owns (or that is abandoned): one CAS onto its
@@ -662,7 +684,7 @@ impl<S: PageSource> Allocator<S> {
             if is_pages(entry) {
                 let page = Self::page_in(p, entry);
                 if !(*page).is_block_start(p as usize) {
-                    self.report(call, MisuseKind::InvalidPointer, p as usize);
+                    self.report_not_a_block(call, page, p);
                 }
                 if (*p.cast::<Block>()).canary == (*page).canary(p as usize) {
                     self.report(call, MisuseKind::DoubleFree, p as usize);

@@ -541,6 +541,12 @@ impl Heap {
             }
             if (*page).used == 0 {
                 self.page_retire(alloc, page);
+                // A program that only frees (or only hits the malloc fast path) must still
+                // purge: pages going empty is the other place to look at the clock.
+                self.slow_ticks = self.slow_ticks.wrapping_add(1);
+                if self.slow_ticks % PURGE_CHECK_EVERY == 0 {
+                    self.maybe_purge(alloc, false);
+                }
             }
         }
     }

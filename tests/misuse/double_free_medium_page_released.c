@@ -1,0 +1,21 @@
+// expect: free(): double free of
+// pointer: exact
+/* A medium block freed along with 1000 others of its size, so that its page holds no live block
+   and goes back to its segment, then freed again. (Nothing is allocated in between: the block
+   is not handed out again.) */
+#include "misuse.h"
+
+static void *blocks[1000];
+
+int main(void) {
+    printf("start\n"); /* stdio's buffer is allocated now, not after the frees */
+    for (int i = 0; i < 1000; i++) {
+        blocks[i] = malloc(40u << 10);
+        CHECK(blocks[i] != NULL);
+    }
+    void *p = blocks[0];
+    for (int i = 0; i < 1000; i++) free(blocks[i]);
+    show(p);
+    free(hide(p));
+    return survived();
+}
