@@ -4,8 +4,8 @@
 //! and `target/criterion/<case>/<allocator>/` put them side by side (`cargo xtask bench`
 //! turns the medians into ratios to mimalloc).
 //!
-//! `PAGEBREAK_BENCH_QUICK=1` shortens warm-up and measurement (about 1 minute in all on
-//! 2 cores instead of about 4). `PAGEBREAK_BENCH_EXCLUDE=a,b` leaves allocators out.
+//! `ALLOC_BENCH_QUICK=1` shortens warm-up and measurement (about 1 minute in all on
+//! 2 cores instead of about 4). `ALLOC_BENCH_EXCLUDE=a,b` leaves allocators out.
 //! criterion's own command-line options still apply, e.g.
 //! `cargo bench -p alloc-bench --bench micro -- churn`.
 
@@ -46,10 +46,10 @@ macro_rules! each_alloc {
     };
 }
 
-/// Allocators named in `PAGEBREAK_BENCH_EXCLUDE` (comma-separated) are skipped: xtask sets
+/// Allocators named in `ALLOC_BENCH_EXCLUDE` (comma-separated) are skipped: xtask sets
 /// it to rerun the suite without one that crashed or hung.
 fn excluded(name: &str) -> bool {
-    std::env::var("PAGEBREAK_BENCH_EXCLUDE").is_ok_and(|v| v.split(',').any(|x| x.trim() == name))
+    std::env::var("ALLOC_BENCH_EXCLUDE").is_ok_and(|v| v.split(',').any(|x| x.trim() == name))
 }
 
 const CHURN_LIVE: usize = 10_000;
@@ -58,7 +58,7 @@ const REALLOC_BUFS: usize = 200;
 const REALLOC_MAX: usize = 32 * 1024;
 
 fn quick() -> bool {
-    std::env::var_os("PAGEBREAK_BENCH_QUICK").is_some_and(|v| v != "0" && !v.is_empty())
+    std::env::var_os("ALLOC_BENCH_QUICK").is_some_and(|v| v != "0" && !v.is_empty())
 }
 
 fn group<'c>(c: &'c mut Criterion, name: &str, elements: u64) -> BenchmarkGroup<'c, WallTime> {

@@ -18,7 +18,7 @@ use crate::build::{self, Backend};
 use crate::cmd;
 use stats::{Cell, Row, Run, Status, Summary, Table};
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -39,7 +39,7 @@ usage: cargo xtask bench [--quick] [--micro-only | --macro-only] [--reps N]
                    (pagebreak-mmap, pagebreak-brk, glibc, mimalloc, jemalloc)
 
 Writes target/pagebreak-bench/report.md, report.svg and runs.tsv (every run).
-Set PAGEBREAK_BENCH_MIMALLOC / PAGEBREAK_BENCH_JEMALLOC to a .so to override the search.
+Set ALLOC_BENCH_MIMALLOC / ALLOC_BENCH_JEMALLOC to a .so to override the search.
 ";
 
 struct Options {
@@ -386,11 +386,12 @@ fn run_criterion(
         let mut c = cmd::cargo();
         c.args(["bench", "-p", "alloc-bench", "--bench", "micro"])
             .env("CRITERION_HOME", home)
-            .env("PAGEBREAK_BENCH_EXCLUDE", excluded.join(","))
+            .env("ALLOC_BENCH_EXCLUDE", excluded.join(","))
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .process_group(0);
         if opts.quick {
-            c.env("PAGEBREAK_BENCH_QUICK", "1");
+            c.env("ALLOC_BENCH_QUICK", "1");
         }
         eprintln!("$ {}", cmd::show(&c));
         let mut child = match c.spawn() {
@@ -400,25 +401,60 @@ fn run_criterion(
                 return;
             }
         };
-        let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
+        // Both streams through one channel: results come on stdout, criterion's progress
+        // ("Benchmarking <id>") and any allocator's dying words on stderr.
+        let (tx, rx) = mpsc::channel::<(bool, String)>();
+        let out = child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>);
+        let err = child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>);
+        for (is_err, pipe) in [(false, out), (true, err)] {
+            let (tx, Some(pipe)) = (tx.clone(), pipe) else {
+                continue;
+            };
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send((is_err, line)).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
+        drop(tx);
         // The bench id criterion is working on: "<case>/<allocator>".
         let mut current: Option<String> = None;
+        // The last lines on stderr that are not progress, for the failure report.
+        let mut last_words: Vec<String> = Vec::new();
+        let mut bench_status: Option<String> = None;
         let mut hung = false;
         loop {
             match rx.recv_timeout(STALL) {
-                Ok(line) => {
-                    println!("{line}");
+                Ok((false, line)) => println!("{line}"),
+                Ok((true, line)) => {
+                    eprintln!("{line}");
                     if let Some(rest) = line.strip_prefix("Benchmarking ") {
                         let id = rest.split(':').next().unwrap_or(rest).trim();
                         current = Some(id.to_string());
+                        last_words.clear();
+                    } else if let Some(why) = line
+                        .trim()
+                        .strip_prefix("process didn't exit successfully:")
+                        .and_then(|r| r.rsplit_once('('))
+                    {
+                        // cargo's account of the bench process: "(signal: 6, SIGABRT: ...)".
+                        bench_status = Some(why.1.trim_end_matches(')').to_string());
+                    } else if !line.trim().is_empty()
+                        && !line.starts_with("error: bench failed")
+                        && !line.starts_with("Caused by:")
+                    {
+                        last_words.push(line.trim().to_string());
+                        if last_words.len() > 4 {
+                            last_words.remove(0);
+                        }
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -435,11 +471,12 @@ fn run_criterion(
             return;
         }
         let what = if hung {
-            format!("hung (no output for {} s)", STALL.as_secs())
+            format!("hung (no output for {} s, killed)", STALL.as_secs())
         } else {
-            match &status {
-                Ok(s) => cmd::describe(*s),
-                Err(e) => e.to_string(),
+            match (&bench_status, &status) {
+                (Some(b), _) => format!("died ({b})"),
+                (None, Ok(s)) => format!("failed ({})", cmd::describe(*s)),
+                (None, Err(e)) => format!("failed ({e})"),
             }
         };
         // The allocator is the last part of the bench id; without one, the bench did not
@@ -451,7 +488,10 @@ fn run_criterion(
             .filter(|a| ALL_ALLOCATORS.contains(&a.as_str()) && !excluded.contains(a));
         match (culprit, current) {
             (Some(a), Some(id)) => {
-                let msg = format!("the micro-benchmark process {what} in `{id}`");
+                let mut msg = format!("the micro-benchmark process {what} in `{id}`");
+                if !last_words.is_empty() {
+                    msg += &format!("; stderr: `{}`", last_words.join(" / "));
+                }
                 eprintln!("bench: {msg}; running the suite again without {a}");
                 failures.push((format!("micro: {id}"), a.clone(), msg.clone()));
                 notes.push(format!(
@@ -461,8 +501,8 @@ fn run_criterion(
                 excluded.push(a);
             }
             _ => {
-                eprintln!("bench: micro-benchmarks failed: {what}");
-                notes.push(format!("The micro-benchmarks did not finish: {what}."));
+                eprintln!("bench: micro-benchmarks {what}");
+                notes.push(format!("The micro-benchmarks did not finish: they {what}."));
                 return;
             }
         }
@@ -509,13 +549,13 @@ fn find_allocators(opts: &Options, pb: Vec<Allocator>, notes: &mut Vec<String>) 
     for (name, env, stem, pkg) in [
         (
             "mimalloc",
-            "PAGEBREAK_BENCH_MIMALLOC",
+            "ALLOC_BENCH_MIMALLOC",
             "libmimalloc.so",
             "libmimalloc2.0",
         ),
         (
             "jemalloc",
-            "PAGEBREAK_BENCH_JEMALLOC",
+            "ALLOC_BENCH_JEMALLOC",
             "libjemalloc.so",
             "libjemalloc2",
         ),
