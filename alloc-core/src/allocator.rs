@@ -592,9 +592,23 @@ impl<S: PageSource> Allocator<S> {
             let offset = (*hdr).block_offset;
             let old_size = (*hdr).span_size;
             let new_size = align_up(offset.checked_add(size)?, PAGE_SIZE)?;
-            let span = self
+            // An arena's list links the header, which is about to move.
+            let owner = (*hdr).owner as *mut Heap;
+            if !owner.is_null() {
+                (*owner).huge_unlink(hdr);
+            }
+            let Some(span) = self
                 .source
-                .remap(hdr.cast(), old_size, new_size, SEGMENT_SIZE)?;
+                .remap(hdr.cast(), old_size, new_size, SEGMENT_SIZE)
+            else {
+                if !owner.is_null() {
+                    (*owner).huge_link(hdr);
+                }
+                return None;
+            };
+            if !owner.is_null() {
+                (*owner).huge_link(span.ptr.cast());
+            }
             if span.ptr != hdr.cast::<u8>() {
                 self.map.clear(hdr as usize);
                 span.ptr.expose_provenance();

@@ -19,6 +19,9 @@ const _: () = assert!(core::mem::align_of::<Arena<0>>() == SEGMENT_SIZE);
 struct State {
     /// Bytes of the arena handed out from the bottom (the bump pointer).
     top: usize,
+    /// Everything at or above this offset was never handed out, so it still reads as zero
+    /// (`top` can fall back below it when released memory folds into the top).
+    fresh: usize,
     /// Released ranges below `top`, as (offset, length).
     free: [(usize, usize); FREE_RANGES],
 }
@@ -49,6 +52,7 @@ impl<const N: usize> StaticSource<N> {
             arena: Arena(UnsafeCell::new([0; N])),
             state: SpinLock::new(State {
                 top: 0,
+                fresh: 0,
                 free: [(0, 0); FREE_RANGES],
             }),
         }
@@ -143,11 +147,13 @@ unsafe impl<const N: usize> PageSource for StaticSource<N> {
         if pad >= PAGE_SIZE {
             state.add_free(old_top, pad);
         }
-        // The static starts zeroed and nothing below `top` was ever handed out above `old_top`.
+        // The static starts zeroed; only memory never handed out before still is.
+        let zeroed = start >= state.fresh;
+        state.fresh = state.fresh.max(end);
         Ok(Span {
             ptr: self.base().wrapping_add(start),
             size,
-            zeroed: true,
+            zeroed,
         })
     }
 

@@ -87,3 +87,25 @@ fn segment_views_show_live_pages() {
         unsafe { alloc.free(heap, p) };
     }
 }
+
+#[test]
+fn static_source_reused_memory_is_zeroed_by_zalloc() {
+    use alloc_core::StaticSource;
+    static ARENA: StaticSource<{ 24 << 20 }> = StaticSource::new();
+    let alloc = Allocator::new(&ARENA);
+    let heap = alloc.new_heap();
+    let size = if cfg!(miri) { 1 << 20 } else { 3 << 20 };
+    // SAFETY: each block is used only while live.
+    unsafe {
+        let p = alloc.zalloc(heap, size);
+        p.write_bytes(0xff, size);
+        alloc.free(heap, p);
+        alloc.trim(heap);
+        let q = alloc.zalloc(heap, size);
+        let step = if cfg!(miri) { 4093 } else { 1 };
+        for i in (0..size).step_by(step) {
+            assert_eq!(q.add(i).read(), 0, "byte {i} of reused memory not zero");
+        }
+        alloc.free(heap, q);
+    }
+}

@@ -86,7 +86,7 @@ macro_rules! define_instance {
 
                 #[inline(always)]
                 pub(super) fn get() -> *mut Heap {
-                    slot::get()
+                    HEAP.with(|h| h.get())
                 }
 
                 #[inline(always)]

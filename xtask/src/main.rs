@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod cmd;
 mod ctests;
+mod fastpath;
 mod heapmap;
 mod install;
 mod limits;
@@ -33,6 +34,8 @@ commands:
         only the deliberate-misuse programs in tests/misuse (each must abort with its report)
   limits [--backend mmap|brk|glibc] [NAME...]
         only the limits tests in tests/limits (RLIMIT_AS, RSS after frees, mappings)
+  fastpath [--update] [--compare LIB.so...]
+        count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt
   bench ...
         benchmarks (see `cargo xtask bench --help`)
 ";
@@ -49,6 +52,7 @@ fn main() {
         "test" => test::main(rest),
         "ctest" => ctests::main(rest),
         "bench" => bench::main(rest),
+        "fastpath" => fastpath::main(rest),
         "misuse" => misuse::main(rest),
         "limits" => limits::main(rest),
         "install" => install::main(rest),
