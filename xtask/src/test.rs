@@ -102,6 +102,10 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         // alloc-bench builds mimalloc and jemalloc from source and is tested by `cargo xtask bench`.
         cmd::run(cmd::cargo().args(["test", "--workspace", "--exclude", "alloc-bench"]))
     })?;
+    // Features the workspace run leaves off: the brk backend's Rust tests, tracing events.
+    t.check("cargo test -p alloc-ffi --features brk,tracing", || {
+        cmd::run(cmd::cargo().args(["test", "-p", "alloc-ffi", "--features", "brk,tracing"]))
+    })?;
 
     t.heading("Miri: cargo +nightly miri test -p alloc-core");
     miri(t)?;
