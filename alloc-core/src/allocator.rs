@@ -454,9 +454,7 @@ impl<S: PageSource> Allocator<S> {
     /// As for [`free`](Self::free).
     #[inline(always)]
     pub unsafe fn free_as(&self, heap: *mut Heap, p: *mut u8, call: Call) {
-        if p.is_null() {
-            return;
-        }
+        // Null needs no test here: chunk 0 is never ours, so it takes the cold path below.
         let entry = self.map.get(p as usize);
         if !is_pages(entry) {
             // SAFETY: forwarded contract.
@@ -561,6 +559,9 @@ impl<S: PageSource> Allocator<S> {
     #[cold]
     #[inline(never)]
     unsafe fn free_special(&self, heap: *mut Heap, p: *mut u8, entry: u8, call: Call) {
+        if p.is_null() {
+            return;
+        }
         // SAFETY: `large_header` validates before anything is written.
         unsafe {
             let hdr = self.large_header(p, entry, call);
