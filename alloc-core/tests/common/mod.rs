@@ -60,6 +60,11 @@ unsafe impl PageSource for StdSource {
         unsafe { dealloc(ptr, layout) };
     }
     unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
+        if cfg!(miri) {
+            // Under Miri, zeroing MiBs at every purge would dominate the run: report the
+            // contents as kept, which the contract allows.
+            return false;
+        }
         // Emulate MADV_DONTNEED: the range reads as zero afterwards.
         // SAFETY: the range is inside a live span and unused (contract).
         unsafe { ptr.write_bytes(0, size) };
