@@ -204,7 +204,8 @@ fn pkg_config(dir: &Path, args: &[&str]) -> Result<Vec<String>, String> {
 
 fn compile(src: &Path, out: &Path, flags: &[String]) -> Result<(), String> {
     let mut c = Command::new("cc");
-    c.args(["-O1", "-Wall", "-Wextra", "-o"])
+    // No builtins: the compiler may not drop the test's malloc/free pairs.
+    c.args(["-O1", "-fno-builtin", "-Wall", "-Wextra", "-o"])
         .arg(out)
         .arg(src)
         .args(flags);
