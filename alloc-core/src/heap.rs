@@ -381,7 +381,9 @@ impl Heap {
             }
             // Adopt a segment abandoned by an exited thread before mapping a new one: it may
             // hold pages of this class, and adopting keeps memory bounded under thread churn.
-            if adopted < 2 && alloc.has_abandoned() {
+            // Never into an arena: destroying it would free the adopted blocks' memory under
+            // their users.
+            if !self.arena && adopted < 2 && alloc.has_abandoned() {
                 adopted += 1;
                 // SAFETY: we own the heap.
                 if unsafe { self.adopt_one(alloc) } {
@@ -798,6 +800,9 @@ impl Heap {
 
     /// Adopt one abandoned segment (for `trim`, which cleans them all).
     pub(crate) unsafe fn adopt_for_trim<S: PageSource>(&mut self, alloc: &Allocator<S>) -> bool {
+        if self.arena {
+            return false;
+        }
         // SAFETY: forwarded contract: we own the heap.
         unsafe { self.adopt_one(alloc) }
     }

@@ -109,3 +109,33 @@ fn static_source_reused_memory_is_zeroed_by_zalloc() {
         alloc.free(heap, q);
     }
 }
+
+#[test]
+fn arenas_never_adopt_abandoned_segments() {
+    let source = StdSource::new();
+    let alloc = Allocator::new(&source);
+    let n = if cfg!(miri) { 50 } else { 2000 };
+    // A thread heap leaves live blocks behind when its thread exits (retire = abandon).
+    let thread_heap = alloc.new_heap();
+    // SAFETY: blocks stay live until freed at the end; heaps are used by this thread only.
+    unsafe {
+        let kept: Vec<*mut u8> = (0..n).map(|_| alloc.malloc(thread_heap, 64)).collect();
+        for (i, &p) in kept.iter().enumerate() {
+            fill(p, 64, i as u8);
+        }
+        alloc.retire_heap(thread_heap);
+        assert!(alloc.stats().abandoned_segments > 0);
+        // An arena allocating the same class must not take those segments over...
+        let arena = alloc.new_arena_heap();
+        for _ in 0..n {
+            assert!(!alloc.malloc(arena, 64).is_null());
+        }
+        alloc.destroy_heap(arena);
+        // ...or destroying it would have freed the abandoned blocks' memory.
+        let heap = alloc.new_heap();
+        for (i, &p) in kept.iter().enumerate() {
+            check(p, 64, i as u8);
+            alloc.free(heap, p);
+        }
+    }
+}
