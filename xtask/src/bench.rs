@@ -92,6 +92,23 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     if !o.micro && !o.macro_ {
         return Err("--micro-only and --macro-only exclude each other".into());
     }
+    for n in o.workloads.iter().flatten() {
+        if !WORKLOADS.iter().any(|w| w.name == n) {
+            let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+            return Err(format!(
+                "unknown workload `{n}` (there are: {})",
+                names.join(", ")
+            ));
+        }
+    }
+    for n in o.allocators.iter().flatten() {
+        if !ALL_ALLOCATORS.contains(&n.as_str()) {
+            return Err(format!(
+                "unknown allocator `{n}` (there are: {})",
+                ALL_ALLOCATORS.join(", ")
+            ));
+        }
+    }
     if o.reps == 0 {
         o.reps = if o.quick { 3 } else { 5 };
     }
@@ -291,13 +308,6 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 display_argv(&root, &argv),
             ));
             selected.push((w, argv));
-        }
-        if let Some(l) = &opts.workloads {
-            for n in l {
-                if !WORKLOADS.iter().any(|w| w.name == n) {
-                    return Err(format!("unknown workload `{n}`"));
-                }
-            }
         }
         let t = run_macro(
             &opts,
@@ -854,6 +864,12 @@ mod tests {
         assert!(parse_args(&args("--micro-only --macro-only")).is_err());
         assert!(parse_args(&args("--reps 0")).is_err());
         assert!(parse_args(&args("--bogus")).is_err());
+        assert!(parse_args(&args("--workloads larson,nope")).is_err());
+        assert!(parse_args(&args("--allocators tcmalloc")).is_err());
+        let o = parse_args(&args("--allocators glibc,mimalloc"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.allocators.unwrap(), ["glibc", "mimalloc"]);
     }
 
     #[test]
