@@ -951,8 +951,10 @@ impl Heap {
                 alloc.orphan_live((*page).class as usize, (*page).published as isize);
                 (*page).heap.store(0, Ordering::Release);
             }
+            // Free slots stay resident: the thread that adopts the segment will likely reuse
+            // them at once (purging here made thread churn fault the same pages in again);
+            // the adopter schedules their purge, and `trim` purges them meanwhile.
             self.seg_unlink(seg);
-            alloc.purge_segment_slots(seg);
             alloc.push_abandoned(seg);
         }
     }
@@ -966,6 +968,15 @@ impl Heap {
         // SAFETY: popped from the abandoned list, the segment is now ours alone.
         unsafe {
             self.seg_link(seg);
+            if (*seg).dirty_slots != 0 && !(*seg).in_purge_list {
+                let now = alloc.source().now_ms();
+                (*seg).purge_deadline = if now == 0 {
+                    0
+                } else {
+                    now + alloc.purge_delay_ms()
+                };
+                self.purge_list_push(seg);
+            }
             for slot in 1..(*seg).page_count as usize {
                 let page = addr_of_mut!((*seg).pages[slot]);
                 if !(*page).in_use {
