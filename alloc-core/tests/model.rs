@@ -8,7 +8,7 @@ use alloc_core::{Allocator, PageSource, StaticSource};
 use common::{check_prefix, Rng, Shadow, StdSource};
 
 #[cfg(miri)]
-const OPS: usize = 300;
+const OPS: usize = 150;
 #[cfg(not(miri))]
 const OPS: usize = 40_000;
 
