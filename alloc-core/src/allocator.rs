@@ -463,11 +463,11 @@ impl<S: PageSource> Allocator<S> {
         // SAFETY: the map says a page segment with this slot size holds `p`.
         unsafe {
             let page = Self::page_in(p, entry);
-            if !(*page).is_block_start(p as usize) {
+            if !Page::raw_is_block_start(page, p as usize) {
                 self.report_not_a_block(call, page, p);
             }
             let block = p.cast::<Block>();
-            let canary = (*page).canary(p as usize);
+            let canary = Page::raw_canary(page, p as usize);
             if (*block).canary == canary {
                 self.report(call, MisuseKind::DoubleFree, p as usize);
             }
@@ -508,14 +508,14 @@ impl<S: PageSource> Allocator<S> {
         // SAFETY: `block` is a live block of `page` (checked by the caller); page metadata is
         // live while any block of it is.
         unsafe {
-            (*block).canary = (*page).canary(block as usize);
+            (*block).canary = Page::raw_canary(page, block as usize);
             let mut current = (*page).thread_free.load(Ordering::Relaxed);
             let notify = loop {
                 let state = current & DELAY_MASK;
                 let (new, notify) = if state == DELAY_USE {
                     ((current & !DELAY_MASK) | DELAY_FREEING, true)
                 } else {
-                    (*block).next = (*page).encode(current & !DELAY_MASK);
+                    (*block).next = Page::raw_encode(page, current & !DELAY_MASK);
                     ((block as usize) | state, false)
                 };
                 match (*page).thread_free.compare_exchange_weak(
@@ -538,7 +538,7 @@ impl<S: PageSource> Allocator<S> {
                     (*block).next = head;
                     match (*owner).delayed_free.compare_exchange_weak(
                         head,
-                        (*owner).encode_delayed(addr),
+                        Heap::raw_encode_delayed(owner, addr),
                         Ordering::Release,
                         Ordering::Relaxed,
                     ) {
@@ -546,7 +546,7 @@ impl<S: PageSource> Allocator<S> {
                         Err(seen) => head = seen,
                     }
                 }
-                (*page).set_delay_from_freeing(DELAY_NO);
+                Page::set_delay_from_freeing(page, DELAY_NO);
             }
             if (*heap).is_live() {
                 bump(&(*heap).counters.remote_frees, 1);
@@ -698,10 +698,10 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             if is_pages(entry) {
                 let page = Self::page_in(p, entry);
-                if !(*page).is_block_start(p as usize) {
+                if !Page::raw_is_block_start(page, p as usize) {
                     self.report_not_a_block(call, page, p);
                 }
-                if (*p.cast::<Block>()).canary == (*page).canary(p as usize) {
+                if (*p.cast::<Block>()).canary == Page::raw_canary(page, p as usize) {
                     self.report(call, MisuseKind::DoubleFree, p as usize);
                 }
                 return (*page).block_size;
@@ -846,7 +846,18 @@ impl<S: PageSource> Allocator<S> {
     /// A span from the cache or the source. On failure the cache is emptied back to the
     /// source and the request retried once: cached address space must not cause an ENOMEM.
     fn obtain_span(&self, size: usize, align: usize) -> Option<Span> {
-        if let Some(span) = self.cache.lock().take(size, align) {
+        let cached = self.cache.lock().take(size, align);
+        if let Some(mut span) = cached {
+            // Give back what is more than a quarter too much: one munmap of the tail instead
+            // of a fresh mapping whose every page faults again.
+            if span.size - size > size / 4 {
+                // SAFETY: a page-aligned suffix of a span we own and nobody uses.
+                unsafe { self.source.release(span.ptr.add(size), span.size - size) };
+                self.counters
+                    .reserved
+                    .fetch_sub(span.size - size, Ordering::Relaxed);
+                span.size = size;
+            }
             return Some(span);
         }
         for attempt in 0..2 {
@@ -882,8 +893,30 @@ impl<S: PageSource> Allocator<S> {
             now + self.purge_delay_ms()
         };
         self.cache_deadline.fetch_min(deadline, Ordering::Relaxed);
+        self.shed_cache();
         if now == 0 {
             self.maintain_cache(now, false);
+        }
+    }
+
+    /// Purge the oldest cached spans now if the cache holds more than its resident cap.
+    fn shed_cache(&self) {
+        let mut work = [const { Work::Release(ptr::null_mut(), 0) }; 8];
+        let n = self.cache.lock().shed(&mut work);
+        for item in &work[..n] {
+            if let Work::Purge(ptr, size) = *item {
+                // SAFETY: the span is out of the cache and unused.
+                let zeroed = unsafe { self.source.purge(ptr, size) };
+                self.counters.purges.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .purged_bytes
+                    .fetch_add(size, Ordering::Relaxed);
+                let now = self.source.now_ms();
+                let back = self.cache.lock().put_purged(ptr, size, now, zeroed);
+                if let Some((p, s)) = back {
+                    self.release_span(p, s);
+                }
+            }
         }
     }
 
@@ -1208,11 +1241,17 @@ fn corrupt_list(addr: usize) -> ! {
 
 impl Page {
     /// Leave DELAY_FREEING for `state` (only the remote thread that entered it calls this).
-    pub(crate) fn set_delay_from_freeing(&self, state: usize) {
-        let mut current = self.thread_free.load(Ordering::Relaxed);
+    ///
+    /// # Safety
+    ///
+    /// `page` points to live page metadata (read field by field: see `raw_canary`).
+    pub(crate) unsafe fn set_delay_from_freeing(page: *const Page, state: usize) {
+        // SAFETY: per the contract; only the atomic field is referenced.
+        let thread_free = unsafe { &(*page).thread_free };
+        let mut current = thread_free.load(Ordering::Relaxed);
         loop {
             let new = (current & !DELAY_MASK) | state;
-            match self.thread_free.compare_exchange_weak(
+            match thread_free.compare_exchange_weak(
                 current,
                 new,
                 Ordering::AcqRel,

@@ -629,9 +629,16 @@ impl Heap {
         }
     }
 
+    /// Encode a delayed-list link of the heap at `heap`; other threads call this while the
+    /// owner works on the heap, so it reads the key without a reference to the heap.
+    ///
+    /// # Safety
+    ///
+    /// `heap` points to a live heap.
     #[inline]
-    pub(crate) fn encode_delayed(&self, addr: usize) -> usize {
-        (addr ^ self.key).rotate_left(29)
+    pub(crate) unsafe fn raw_encode_delayed(heap: *const Heap, addr: usize) -> usize {
+        // SAFETY: per the contract; a plain field read.
+        (addr ^ unsafe { (*heap).key }).rotate_left(29)
     }
 
     #[inline]

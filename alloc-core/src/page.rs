@@ -110,25 +110,58 @@ impl Page {
         word.rotate_right(LINK_ROTATE) ^ self.key
     }
 
-    /// The canary a freed block at `addr` carries in its second word: unlike any link (those
-    /// are rotated), and unforgeable without the page's secret key.
+    /// The canary of `addr`, read through a raw pointer. Threads that do not own a page read
+    /// its fixed fields (key, start, sizes) while the owner writes others (free, used), so
+    /// those paths must not form a reference to the whole page: these `raw_` functions read
+    /// field by field.
+    ///
+    /// # Safety
+    ///
+    /// `page` points to live page metadata.
     #[inline(always)]
-    pub(crate) fn canary(&self, addr: usize) -> usize {
-        addr ^ self.key.rotate_left(17)
+    pub(crate) unsafe fn raw_canary(page: *const Page, addr: usize) -> usize {
+        // SAFETY: per the contract; a plain field read, no reference to the page.
+        addr ^ unsafe { (*page).key }.rotate_left(17)
+    }
+
+    /// [`encode`](Self::encode) through a raw pointer (see [`raw_canary`](Self::raw_canary)).
+    ///
+    /// # Safety
+    ///
+    /// `page` points to live page metadata.
+    #[inline(always)]
+    pub(crate) unsafe fn raw_encode(page: *const Page, addr: usize) -> usize {
+        // SAFETY: per the contract; a plain field read.
+        (addr ^ unsafe { (*page).key }).rotate_left(LINK_ROTATE)
+    }
+
+    /// Whether `addr` is exactly the start of one of the page's blocks (a multiply by the
+    /// block size's reciprocal, no division), read through a raw pointer (see
+    /// [`raw_canary`](Self::raw_canary)).
+    ///
+    /// # Safety
+    ///
+    /// `page` points to live page metadata.
+    #[inline(always)]
+    pub(crate) unsafe fn raw_is_block_start(page: *const Page, addr: usize) -> bool {
+        // SAFETY: per the contract; plain field reads.
+        let (start, magic, size, area) = unsafe {
+            (
+                (*page).start as usize,
+                (*page).block_magic,
+                (*page).block_size,
+                (*page).area as usize,
+            )
+        };
+        let offset = addr.wrapping_sub(start);
+        let index = ((offset as u64).wrapping_mul(magic) >> MAGIC_SHIFT) as usize;
+        index.wrapping_mul(size) == offset && offset < area
     }
 
     /// Bytes of the page that hold blocks.
     #[inline(always)]
     pub(crate) fn area(&self) -> usize {
         self.area as usize
-    }
-
-    /// Whether `addr` is exactly the start of one of this page's blocks.
-    #[inline(always)]
-    pub(crate) fn is_block_start(&self, addr: usize) -> bool {
-        let offset = addr.wrapping_sub(self.start as usize);
-        let index = ((offset as u64).wrapping_mul(self.block_magic) >> MAGIC_SHIFT) as usize;
-        index.wrapping_mul(self.block_size) == offset && offset < self.area()
     }
 
     /// Whether a decoded link is a plausible list member (a block of this page, or the end).
@@ -244,7 +277,7 @@ impl Page {
             let mut tail = self.block_at(taken);
             loop {
                 // SAFETY: `tail` is a block of this page (checked by link_ok below for all but
-                // the head, which a freer checked with is_block_start).
+                // the head, which a freer checked with raw_is_block_start).
                 let next = self.decode(unsafe { (*tail).next });
                 if next == 0 {
                     break;
@@ -324,13 +357,15 @@ mod tests {
             for offset in (0..(1usize << 16)).step_by(if cfg!(miri) { 16 * 13 } else { 16 }) {
                 let expect = offset % size == 0 && offset / size < page.reserved as usize;
                 assert_eq!(
-                    page.is_block_start(start as usize + offset),
+                    unsafe { Page::raw_is_block_start(&page, start as usize + offset) },
                     expect,
                     "{size} {offset}"
                 );
             }
-            assert!(!page.is_block_start(start as usize + 8));
-            assert!(!page.is_block_start((start as usize).wrapping_sub(size)));
+            assert!(!unsafe { Page::raw_is_block_start(&page, start as usize + 8) });
+            assert!(!unsafe {
+                Page::raw_is_block_start(&page, (start as usize).wrapping_sub(size))
+            });
         }
     }
 

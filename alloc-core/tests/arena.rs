@@ -44,7 +44,10 @@ fn arena_round<S: PageSource>(alloc: &Allocator<S>, round: u8) {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "minutes under Miri; arenas_never_adopt_abandoned_segments covers destroy there")]
+#[cfg_attr(
+    miri,
+    ignore = "minutes under Miri; arenas_never_adopt_abandoned_segments covers destroy there"
+)]
 fn destroy_frees_everything_and_memory_is_reused() {
     let source = StdSource::new();
     let alloc = Allocator::new(&source);

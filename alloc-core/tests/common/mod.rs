@@ -4,14 +4,16 @@
 #![allow(dead_code)]
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use alloc_core::{PageSource, SourceError, Span};
 
 /// Spans from the test harness's allocator (std), remembered so `release` can give them back.
 pub struct StdSource {
-    live: Mutex<Option<HashMap<usize, Layout>>>,
+    /// Live spans by start: the layout std gave, and how much of it is still handed out
+    /// (the contract lets the allocator release a suffix first).
+    live: Mutex<Option<BTreeMap<usize, (Layout, usize)>>>,
 }
 
 impl StdSource {
@@ -38,8 +40,8 @@ unsafe impl PageSource for StdSource {
         self.live
             .lock()
             .unwrap()
-            .get_or_insert_with(HashMap::new)
-            .insert(ptr as usize, layout);
+            .get_or_insert_with(BTreeMap::new)
+            .insert(ptr as usize, (layout, size));
         Ok(Span {
             ptr,
             size,
@@ -47,17 +49,26 @@ unsafe impl PageSource for StdSource {
         })
     }
     unsafe fn release(&self, ptr: *mut u8, size: usize) {
-        let layout = self
-            .live
-            .lock()
-            .unwrap()
-            .as_mut()
-            .unwrap()
-            .remove(&(ptr as usize))
+        let mut guard = self.live.lock().unwrap();
+        let live = guard.as_mut().unwrap();
+        let (&start, &(layout, len)) = live
+            .range(..=ptr as usize)
+            .next_back()
             .expect("release of unknown span");
-        assert_eq!(layout.size(), size, "partial release of {ptr:p}");
-        // SAFETY: allocated above with this layout.
-        unsafe { dealloc(ptr, layout) };
+        let addr = ptr as usize;
+        assert!(
+            addr + size <= start + len,
+            "release beyond the span at {start:#x}"
+        );
+        if addr == start {
+            assert_eq!(size, len, "a prefix release is not used by the allocator");
+            live.remove(&start);
+            // SAFETY: allocated by `alloc` with this layout; nothing of it is in use.
+            unsafe { dealloc(ptr, layout) };
+        } else {
+            assert_eq!(addr + size, start + len, "only suffixes are released early");
+            live.insert(start, (layout, len - size));
+        }
     }
     unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
         if cfg!(miri) {
