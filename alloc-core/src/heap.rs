@@ -285,12 +285,20 @@ impl Heap {
     }
 
     /// Report `used - published` of `page` into the class counters.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a page this heap owns.
     #[inline]
-    pub(crate) fn publish(&self, page: &mut Page) {
-        let delta = page.used as isize - page.published as isize;
-        if delta != 0 {
-            bump(&self.counters.class_live[page.class as usize], delta);
-            page.published = page.used;
+    pub(crate) unsafe fn publish(&self, page: *mut Page) {
+        // SAFETY: the owner's field accesses, through the raw pointer (no whole-page
+        // reference: other threads read the page's fixed fields meanwhile).
+        unsafe {
+            let delta = (*page).used as isize - (*page).published as isize;
+            if delta != 0 {
+                bump(&self.counters.class_live[(*page).class as usize], delta);
+                (*page).published = (*page).used;
+            }
         }
     }
 
@@ -356,7 +364,7 @@ impl Heap {
                 // SAFETY: pages in our queues are live metadata we own.
                 unsafe {
                     let next = (*page).next;
-                    if (*page).collect().is_err() {
+                    if Page::collect(page).is_err() {
                         alloc.report(
                             Call::Malloc,
                             MisuseKind::CorruptFreeList,
@@ -364,10 +372,10 @@ impl Heap {
                         );
                     }
                     if (*page).free.is_null() && (*page).capacity < (*page).reserved {
-                        (*page).extend();
+                        Page::extend(page);
                     }
                     if !(*page).free.is_null() {
-                        self.publish(&mut *page);
+                        self.publish(page);
                         if page != self.queues[class].first {
                             self.queues[class].remove(page);
                             self.queues[class].push_front(page);
@@ -400,7 +408,7 @@ impl Heap {
             }
             self.queues[class].push_front(page);
             self.update_direct(class);
-            (*page).extend();
+            Page::extend(page);
             page
         }
     }
@@ -416,7 +424,7 @@ impl Heap {
             if was_first {
                 self.update_direct(class);
             }
-            self.publish(&mut *page);
+            self.publish(page);
             (*page).in_full = true;
             self.full.push_back(page);
             (*page).set_delay(DELAY_USE);
@@ -477,7 +485,14 @@ impl Heap {
             }
             let page = addr_of_mut!((*seg).pages[slot]);
             let start = Segment::slot_start(seg, slot);
-            (*page).init(start, slots * (*seg).page_bytes(), class, self.secret, zero);
+            Page::init(
+                page,
+                start,
+                slots * (*seg).page_bytes(),
+                class,
+                self.secret,
+                zero,
+            );
             (*page).slots = slots as u8;
             (*page)
                 .heap
@@ -576,12 +591,12 @@ impl Heap {
         // SAFETY: `page` is ours, in no queue, with no live blocks; its segment is ours.
         unsafe {
             (*page).used = 0;
-            self.publish(&mut *page);
+            self.publish(page);
             (*page).published = 0;
             let seg = Segment::of(page);
             let slot = Segment::slot_of(seg, page);
             let slots = (*page).slots as usize;
-            (*page).reset();
+            Page::reset(page);
             let bit = (u64::MAX >> (64 - slots)) << slot;
             let was_full = (*seg).is_full();
             (*seg).free_slots |= bit;
@@ -823,14 +838,14 @@ impl Heap {
                 let mut page = self.queues[class].first;
                 while !page.is_null() {
                     let next = (*page).next;
-                    if (*page).collect().is_err() {
+                    if Page::collect(page).is_err() {
                         alloc.report(
                             Call::Malloc,
                             MisuseKind::CorruptFreeList,
                             (*page).start as usize,
                         );
                     }
-                    self.publish(&mut *page);
+                    self.publish(page);
                     if (*page).used == 0 {
                         self.queues[class].remove(page);
                         self.page_free(alloc, page);
@@ -862,7 +877,7 @@ impl Heap {
                     let page = addr_of_mut!((*seg).pages[slot]);
                     if (*page).in_use {
                         (*page).set_delay(DELAY_NEVER);
-                        (*page).reset();
+                        Page::reset(page);
                     }
                 }
                 self.seg_unlink(seg);
@@ -930,7 +945,7 @@ impl Heap {
                 if !(*page).in_use {
                     continue;
                 }
-                if (*page).collect().is_err() {
+                if Page::collect(page).is_err() {
                     alloc.report(
                         Call::Free,
                         MisuseKind::CorruptFreeList,
@@ -950,7 +965,7 @@ impl Heap {
                     continue;
                 }
                 // Move its statistics to the allocator's orphan counters.
-                self.publish(&mut *page);
+                self.publish(page);
                 bump(
                     &self.counters.class_live[(*page).class as usize],
                     -((*page).published as isize),
@@ -996,7 +1011,7 @@ impl Heap {
                     .heap
                     .store(self as *mut Heap as usize, Ordering::Release);
                 (*page).set_delay(DELAY_NO);
-                if (*page).collect().is_err() {
+                if Page::collect(page).is_err() {
                     alloc.report(
                         Call::Malloc,
                         MisuseKind::CorruptFreeList,

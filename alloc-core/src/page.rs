@@ -176,7 +176,7 @@ impl Page {
     ///
     /// `start..start+area` is memory of the page's segment reserved for this page.
     pub(crate) unsafe fn init(
-        &mut self,
+        page: *mut Page,
         start: *mut u8,
         area: usize,
         class: usize,
@@ -184,42 +184,53 @@ impl Page {
         zero: bool,
     ) {
         let size = crate::size_class::class_size(class);
-        self.free = ptr::null_mut();
-        self.local_free = ptr::null_mut();
-        self.key = secret ^ (crate::util::mix64(start as u64) as usize);
-        self.start = start;
-        self.used = 0;
-        self.capacity = 0;
-        self.reserved = (area / size) as u16;
-        self.area = (self.reserved as usize * size) as u32;
-        self.block_size = size;
-        self.block_magic = (1u64 << MAGIC_SHIFT) / size as u64 + 1;
-        self.class = class as u8;
-        self.in_full = false;
-        self.free_is_zero = zero;
-        self.zero_init = zero;
-        self.in_use = true;
-        self.thread_free.store(DELAY_NO, Ordering::Relaxed);
-        self.next = ptr::null_mut();
-        self.prev = ptr::null_mut();
-        self.published = 0;
+        // SAFETY: the slot is unused (no block handed out, so no other thread reads it);
+        // fields are written one by one through the raw pointer.
+        unsafe {
+            (*page).free = ptr::null_mut();
+            (*page).local_free = ptr::null_mut();
+            (*page).key = secret ^ (crate::util::mix64(start as u64) as usize);
+            (*page).start = start;
+            (*page).used = 0;
+            (*page).capacity = 0;
+            (*page).reserved = (area / size) as u16;
+            (*page).area = ((*page).reserved as usize * size) as u32;
+            (*page).block_size = size;
+            (*page).block_magic = (1u64 << MAGIC_SHIFT) / size as u64 + 1;
+            (*page).class = class as u8;
+            (*page).in_full = false;
+            (*page).free_is_zero = zero;
+            (*page).zero_init = zero;
+            (*page).in_use = true;
+            (*page).thread_free.store(DELAY_NO, Ordering::Relaxed);
+            (*page).next = ptr::null_mut();
+            (*page).prev = ptr::null_mut();
+            (*page).published = 0;
+        }
     }
 
     /// Mark the slot unused again.
-    pub(crate) fn reset(&mut self) {
-        self.free = ptr::null_mut();
-        self.local_free = ptr::null_mut();
-        self.start = ptr::null_mut();
-        self.block_size = 0;
-        self.block_magic = 0;
-        self.reserved = 0;
-        self.area = 0;
-        self.capacity = 0;
-        self.used = 0;
-        self.in_use = false;
-        self.in_full = false;
-        self.heap.store(0, Ordering::Relaxed);
-        self.thread_free.store(DELAY_NO, Ordering::Relaxed);
+    ///
+    /// # Safety
+    ///
+    /// `page` is a page slot whose blocks are all free (or dead with their arena).
+    pub(crate) unsafe fn reset(page: *mut Page) {
+        // SAFETY: the page holds no live block; fields are written through the raw pointer.
+        unsafe {
+            (*page).free = ptr::null_mut();
+            (*page).local_free = ptr::null_mut();
+            (*page).start = ptr::null_mut();
+            (*page).block_size = 0;
+            (*page).block_magic = 0;
+            (*page).reserved = 0;
+            (*page).area = 0;
+            (*page).capacity = 0;
+            (*page).used = 0;
+            (*page).in_use = false;
+            (*page).in_full = false;
+            (*page).heap.store(0, Ordering::Relaxed);
+            (*page).thread_free.store(DELAY_NO, Ordering::Relaxed);
+        }
     }
 
     /// Rebuild a block pointer from a decoded address, with the page's provenance.
@@ -233,34 +244,36 @@ impl Page {
     /// # Safety
     ///
     /// The page is in use, owned by the caller, and `free` is null.
-    pub(crate) unsafe fn extend(&mut self) {
-        debug_assert!(self.free.is_null());
-        let size = self.block_size;
-        let remaining = (self.reserved - self.capacity) as usize;
-        let count = (EXTEND_BYTES / size)
-            .clamp(1, remaining.max(1))
-            .min(remaining);
-        if count == 0 {
-            return;
-        }
-        let first = self.capacity as usize;
-        // SAFETY: blocks first..first+count lie inside the page's area (capacity + count <=
-        // reserved) and are not handed out, so we may write their links.
+    pub(crate) unsafe fn extend(page: *mut Page) {
+        // SAFETY: the page is ours (contract); blocks first..first+count lie inside its area
+        // (capacity + count <= reserved) and are not handed out, so we may write their links.
         unsafe {
-            let base = self.start.add(first * size);
-            for i in 0..count {
-                let block = base.add(i * size).cast::<Block>();
-                let next = if i + 1 < count {
-                    base.add((i + 1) * size) as usize
-                } else {
-                    0
-                };
-                (*block).next = self.encode(next);
+            debug_assert!((*page).free.is_null());
+            let size = (*page).block_size;
+            let remaining = ((*page).reserved - (*page).capacity) as usize;
+            let count = (EXTEND_BYTES / size)
+                .clamp(1, remaining.max(1))
+                .min(remaining);
+            if count == 0 {
+                return;
             }
-            self.free = base.cast();
+            let first = (*page).capacity as usize;
+            {
+                let base = (*page).start.add(first * size);
+                for i in 0..count {
+                    let block = base.add(i * size).cast::<Block>();
+                    let next = if i + 1 < count {
+                        base.add((i + 1) * size) as usize
+                    } else {
+                        0
+                    };
+                    (*block).next = (*page).encode(next);
+                }
+                (*page).free = base.cast();
+            }
+            (*page).capacity += count as u16;
+            (*page).free_is_zero = (*page).zero_init;
         }
-        self.capacity += count as u16;
-        self.free_is_zero = self.zero_init;
     }
 
     /// Take every block other threads freed into this page, appending them to `free`.
@@ -269,37 +282,42 @@ impl Page {
     /// # Safety
     ///
     /// The page is in use and owned by the caller's heap.
-    pub(crate) unsafe fn collect(&mut self) -> Result<(), usize> {
-        if self.thread_free.load(Ordering::Relaxed) & !DELAY_MASK != 0 {
-            let taken = self.thread_free.fetch_and(DELAY_MASK, Ordering::Acquire) & !DELAY_MASK;
-            // Walk to the tail, counting; a list longer than the page is damaged.
-            let mut count = 1u16;
-            let mut tail = self.block_at(taken);
-            loop {
-                // SAFETY: `tail` is a block of this page (checked by link_ok below for all but
-                // the head, which a freer checked with raw_is_block_start).
-                let next = self.decode(unsafe { (*tail).next });
-                if next == 0 {
-                    break;
+    pub(crate) unsafe fn collect(page: *mut Page) -> Result<(), usize> {
+        // SAFETY: the page is ours (contract): we read and write its owner fields through the
+        // raw pointer, and the blocks on its lists are free blocks of it.
+        unsafe {
+            if (*page).thread_free.load(Ordering::Relaxed) & !DELAY_MASK != 0 {
+                let taken =
+                    (*page).thread_free.fetch_and(DELAY_MASK, Ordering::Acquire) & !DELAY_MASK;
+                // Walk to the tail, counting; a list longer than the page is damaged.
+                let mut count = 1u16;
+                let mut tail = (*page).block_at(taken);
+                loop {
+                    // `tail` is a block of this page (checked by link_ok below for all but the
+                    // head, which a freer checked with raw_is_block_start).
+                    let next = (*page).decode((*tail).next);
+                    if next == 0 {
+                        break;
+                    }
+                    if !(*page).link_ok(next) || count >= (*page).reserved {
+                        return Err(tail as usize);
+                    }
+                    tail = (*page).block_at(next);
+                    count += 1;
                 }
-                if !self.link_ok(next) || count >= self.reserved {
-                    return Err(tail as usize);
-                }
-                tail = self.block_at(next);
-                count += 1;
+                // `tail` is a free block of this page; we own the page.
+                (*tail).next = (*page).encode((*page).free as usize);
+                (*page).free = (*page).block_at(taken);
+                (*page).used -= count;
+                (*page).free_is_zero = false;
             }
-            // SAFETY: `tail` is a free block of this page; we own the page.
-            unsafe { (*tail).next = self.encode(self.free as usize) };
-            self.free = self.block_at(taken);
-            self.used -= count;
-            self.free_is_zero = false;
+            if (*page).free.is_null() && !(*page).local_free.is_null() {
+                (*page).free = (*page).local_free;
+                (*page).local_free = ptr::null_mut();
+                (*page).free_is_zero = false;
+            }
+            Ok(())
         }
-        if self.free.is_null() && !self.local_free.is_null() {
-            self.free = self.local_free;
-            self.local_free = ptr::null_mut();
-            self.free_is_zero = false;
-        }
-        Ok(())
     }
 
     /// Set the delayed-free state, waiting out a remote thread that is mid-notification.
@@ -352,7 +370,7 @@ mod tests {
         for class in 1..crate::size_class::FIRST_MEDIUM_CLASS {
             let mut page = Page::EMPTY;
             // SAFETY: the buffer is 64 KiB, the size of a small page.
-            unsafe { page.init(start, 1 << 16, class, 7, false) };
+            unsafe { Page::init(&mut page, start, 1 << 16, class, 7, false) };
             let size = page.block_size;
             for offset in (0..(1usize << 16)).step_by(if cfg!(miri) { 16 * 13 } else { 16 }) {
                 let expect = offset % size == 0 && offset / size < page.reserved as usize;
