@@ -848,6 +848,11 @@ impl<S: PageSource> Allocator<S> {
     fn obtain_span(&self, size: usize, align: usize) -> Option<Span> {
         let cached = self.cache.lock().take(size, align);
         if let Some(mut span) = cached {
+            if span.zeroed {
+                // Purged but for the header page (see `purge_cached`): zero that page too.
+                // SAFETY: the span is ours and at least a page long.
+                unsafe { ptr::write_bytes(span.ptr, 0, PAGE_SIZE) };
+            }
             // Give back what is more than a quarter too much: one munmap of the tail instead
             // of a fresh mapping whose every page faults again.
             if span.size - size > size / 4 {
@@ -899,6 +904,21 @@ impl<S: PageSource> Allocator<S> {
         }
     }
 
+    /// Purge a cached span except its first page, which keeps the header: a second free of
+    /// a huge block whose span waits in the cache is still reported as a double free.
+    /// Returns whether the purged part reads as zero (`obtain_span` zeroes the first page).
+    ///
+    /// # Safety
+    ///
+    /// The span is out of the cache and unused.
+    unsafe fn purge_cached(&self, ptr: *mut u8, size: usize) -> bool {
+        if size <= PAGE_SIZE {
+            return false;
+        }
+        // SAFETY: per the contract; the range is page-aligned and inside the span.
+        unsafe { self.source.purge(ptr.add(PAGE_SIZE), size - PAGE_SIZE) }
+    }
+
     /// Purge the oldest cached spans now if the cache holds more than its resident cap.
     fn shed_cache(&self) {
         let mut work = [const { Work::Release(ptr::null_mut(), 0) }; 8];
@@ -906,7 +926,7 @@ impl<S: PageSource> Allocator<S> {
         for item in &work[..n] {
             if let Work::Purge(ptr, size) = *item {
                 // SAFETY: the span is out of the cache and unused.
-                let zeroed = unsafe { self.source.purge(ptr, size) };
+                let zeroed = unsafe { self.purge_cached(ptr, size) };
                 self.counters.purges.fetch_add(1, Ordering::Relaxed);
                 self.counters
                     .purged_bytes
@@ -953,7 +973,7 @@ impl<S: PageSource> Allocator<S> {
                     Work::Release(ptr, size) => self.release_span(ptr, size),
                     Work::Purge(ptr, size) => {
                         // SAFETY: the span is out of the cache and unused; header included.
-                        let zeroed = unsafe { self.source.purge(ptr, size) };
+                        let zeroed = unsafe { self.purge_cached(ptr, size) };
                         self.counters.purges.fetch_add(1, Ordering::Relaxed);
                         self.counters
                             .purged_bytes
