@@ -1195,6 +1195,21 @@ impl<S: PageSource> Allocator<S> {
         }
     }
 
+    /// Bring `heap`'s per-class counts up to date (they are otherwise published at slow-path
+    /// events), e.g. before printing statistics at exit.
+    ///
+    /// # Safety
+    ///
+    /// `heap` is the calling thread's heap of this allocator (a placeholder is ignored).
+    pub unsafe fn publish_counts(&self, heap: *mut Heap) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            if (*heap).is_live() {
+                (*heap).publish_all();
+            }
+        }
+    }
+
     /// A snapshot of the allocator's counters. Per-class counts are exact as of each page's
     /// last slow-path event (the fast paths count nothing).
     pub fn stats(&self) -> Stats {

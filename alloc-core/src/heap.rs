@@ -896,6 +896,25 @@ impl Heap {
         }
     }
 
+    /// Publish every page's live count (statistics exact for this heap right now).
+    pub(crate) unsafe fn publish_all(&mut self) {
+        // SAFETY: we own the heap, its queues and pages.
+        unsafe {
+            for class in 1..NUM_CLASSES {
+                let mut page = self.queues[class].first;
+                while !page.is_null() {
+                    self.publish(page);
+                    page = (*page).next;
+                }
+            }
+            let mut page = self.full.first;
+            while !page.is_null() {
+                self.publish(page);
+                page = (*page).next;
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- thread exit
 
     /// Give up every segment: empty pages go back, the rest is abandoned for other heaps to

@@ -174,7 +174,7 @@ macro_rules! define_instance {
             }
 
             extern "C" fn print_stats_at_exit() {
-                crate::print_stats(&ALLOC.stats(), BACKEND);
+                crate::print_stats(&stats(), BACKEND);
             }
 
             extern "C" fn before_fork() {
@@ -345,8 +345,10 @@ macro_rules! define_instance {
                 !heap.is_null() && unsafe { ALLOC.trim(heap) }
             }
 
-            /// Counters snapshot.
+            /// Counters snapshot (the calling thread's counts brought up to date first).
             pub fn stats() -> Stats {
+                // SAFETY: this thread's heap.
+                unsafe { ALLOC.publish_counts(heap()) };
                 ALLOC.stats()
             }
         }
