@@ -847,21 +847,11 @@ impl<S: PageSource> Allocator<S> {
     /// source and the request retried once: cached address space must not cause an ENOMEM.
     fn obtain_span(&self, size: usize, align: usize) -> Option<Span> {
         let cached = self.cache.lock().take(size, align);
-        if let Some(mut span) = cached {
+        if let Some(span) = cached {
             if span.zeroed {
                 // Purged but for the header page (see `purge_cached`): zero that page too.
                 // SAFETY: the span is ours and at least a page long.
                 unsafe { ptr::write_bytes(span.ptr, 0, PAGE_SIZE) };
-            }
-            // Give back what is more than a quarter too much: one munmap of the tail instead
-            // of a fresh mapping whose every page faults again.
-            if span.size - size > size / 4 {
-                // SAFETY: a page-aligned suffix of a span we own and nobody uses.
-                unsafe { self.source.release(span.ptr.add(size), span.size - size) };
-                self.counters
-                    .reserved
-                    .fetch_sub(span.size - size, Ordering::Relaxed);
-                span.size = size;
             }
             return Some(span);
         }
