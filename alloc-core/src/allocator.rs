@@ -392,7 +392,7 @@ impl<S: PageSource> Allocator<S> {
                 } else {
                     self.malloc(heap, block_size)
                 };
-                debug_assert!(p as usize % align == 0);
+                debug_assert!((p as usize).is_multiple_of(align));
                 return p;
             }
             if !(*heap).is_live() {

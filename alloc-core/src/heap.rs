@@ -325,7 +325,7 @@ impl Heap {
             // Reading the clock costs more than the rest of a typical slow path: look at it
             // on one slow path in PURGE_CHECK_EVERY.
             self.slow_ticks = self.slow_ticks.wrapping_add(1);
-            if self.slow_ticks % PURGE_CHECK_EVERY == 0 {
+            if self.slow_ticks.is_multiple_of(PURGE_CHECK_EVERY) {
                 self.maybe_purge(alloc, false);
             }
             if size > LARGE_MAX {
@@ -561,7 +561,7 @@ impl Heap {
                 // A program that only frees (or only hits the malloc fast path) must still
                 // purge: pages going empty is the other place to look at the clock.
                 self.slow_ticks = self.slow_ticks.wrapping_add(1);
-                if self.slow_ticks % PURGE_CHECK_EVERY == 0 {
+                if self.slow_ticks.is_multiple_of(PURGE_CHECK_EVERY) {
                     self.maybe_purge(alloc, false);
                 }
             }

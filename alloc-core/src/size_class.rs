@@ -86,7 +86,7 @@ pub const fn aligned_class(size: usize, align: usize) -> Option<usize> {
     }
     let mut class = class_of(want);
     while class < NUM_CLASSES {
-        if class >= FIRST_LARGE_CLASS || class_size(class) % align == 0 {
+        if class >= FIRST_LARGE_CLASS || class_size(class).is_multiple_of(align) {
             return Some(class);
         }
         class += 1;

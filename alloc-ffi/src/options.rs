@@ -97,9 +97,9 @@ impl Options {
 
 fn warn(what: &[u8], name: &[u8], tail: &[u8]) {
     let mut line = LineBuf::new();
-    let _ = write!(
+    let _ = writeln!(
         line,
-        "pagebreak: warning: {}{}: {}\n",
+        "pagebreak: warning: {}{}: {}",
         core::str::from_utf8(what).unwrap_or(""),
         core::str::from_utf8(name).unwrap_or("?"),
         core::str::from_utf8(tail).unwrap_or("")

@@ -39,7 +39,11 @@ fn cross_thread<A: GlobalAlloc + Sync + 'static>(alloc: &'static A) {
                 let mut batch = Vec::new();
                 for i in 0..PER_PRODUCER {
                     let x = rng(&mut state);
-                    let align = if x % 7 == 0 { 1 << (x % 13) } else { 8 };
+                    let align = if x.is_multiple_of(7) {
+                        1 << (x % 13)
+                    } else {
+                        8
+                    };
                     let layout = Layout::from_size_align(size_for(x), align).unwrap();
                     // SAFETY: non-zero size.
                     let p = unsafe { alloc.alloc(layout) };

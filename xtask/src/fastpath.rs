@@ -35,10 +35,16 @@ fn compile() -> Result<PathBuf, String> {
 }
 
 /// Instructions collected inside `functions` for one run of the workload with `n` pairs.
-fn collected(bin: &Path, preload: Option<&Path>, functions: &[&str], n: u64) -> Result<u64, String> {
+fn collected(
+    bin: &Path,
+    preload: Option<&Path>,
+    functions: &[&str],
+    n: u64,
+) -> Result<u64, String> {
     let out = std::env::temp_dir().join(format!("pagebreak-callgrind-{}-{n}", std::process::id()));
     let mut c = Command::new("valgrind");
-    c.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out.display()));
+    c.arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()));
     for f in functions {
         c.arg(format!("--toggle-collect={f}"));
     }
@@ -48,13 +54,20 @@ fn collected(bin: &Path, preload: Option<&Path>, functions: &[&str], n: u64) -> 
     }
     let run = cmd::capture(&mut c, std::time::Duration::from_secs(300))?;
     if !run.success() {
-        return Err(format!("callgrind failed: {}\n{}", run.outcome(), run.stderr_tail(20)));
+        return Err(format!(
+            "callgrind failed: {}\n{}",
+            run.outcome(),
+            run.stderr_tail(20)
+        ));
     }
     let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let _ = std::fs::remove_file(&out);
     // callgrind writes `summary: <Ir>` (or `totals:`) with the collected instruction count.
     text.lines()
-        .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .ok_or_else(|| "no summary line in callgrind output".to_string())
 }
@@ -89,7 +102,11 @@ fn read_golden() -> Result<(u64, u64), String> {
 
 fn write_golden(malloc: u64, free: u64) -> Result<(), String> {
     let text = std::fs::read_to_string(golden_path()).map_err(|e| e.to_string())?;
-    let mut out: Vec<String> = text.lines().filter(|l| l.starts_with('#')).map(String::from).collect();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(String::from)
+        .collect();
     out.push(format!("malloc {malloc}"));
     out.push(format!("free {free}"));
     std::fs::write(golden_path(), out.join("\n") + "\n").map_err(|e| e.to_string())
@@ -103,7 +120,9 @@ pub fn check(so: &Path) -> Result<(), String> {
     let mut bad = Vec::new();
     for (name, got, want) in [("malloc", malloc, g_malloc), ("free", free, g_free)] {
         if got.round() as u64 > want + SLACK {
-            bad.push(format!("{name}: {got:.1} instructions, golden {want} (+{SLACK} allowed)"));
+            bad.push(format!(
+                "{name}: {got:.1} instructions, golden {want} (+{SLACK} allowed)"
+            ));
         }
     }
     if bad.is_empty() {

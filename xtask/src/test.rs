@@ -147,9 +147,10 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
             || crate::heapmap::test_demo(backend, &bins),
         )?;
         if backend == Backend::Mmap {
-            t.check("fast path instruction counts (callgrind, tests/fastpath/golden.txt)", || {
-                crate::fastpath::check(&built.so)
-            })?;
+            t.check(
+                "fast path instruction counts (callgrind, tests/fastpath/golden.txt)",
+                || crate::fastpath::check(&built.so),
+            )?;
         }
         misuse::check_all(t, &misuse_cases, &built.so, name)?;
         limits::check_all(t, &limits_tests, Some(&built.so), name)?;
