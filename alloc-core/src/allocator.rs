@@ -280,7 +280,7 @@ impl<S: PageSource> Allocator<S> {
     ///
     /// # Safety
     ///
-    /// `heap` is the calling thread's heap (possibly a placeholder) of this allocator.
+    /// `heap` is the calling thread's heap (possibly an empty heap) of this allocator.
     #[inline(always)]
     pub unsafe fn malloc_fast(heap: *mut Heap, size: usize) -> *mut u8 {
         if size <= DIRECT_MAX {
@@ -439,7 +439,7 @@ impl<S: PageSource> Allocator<S> {
     ///
     /// # Safety
     ///
-    /// `heap` is the calling thread's heap of this allocator (a placeholder is fine). `p` is
+    /// `heap` is the calling thread's heap of this allocator (an empty heap is fine). `p` is
     /// null or was returned by this allocator; misuse of a pointer that was is detected.
     #[inline(always)]
     pub unsafe fn free(&self, heap: *mut Heap, p: *mut u8) {
@@ -1190,7 +1190,7 @@ impl<S: PageSource> Allocator<S> {
     ///
     /// # Safety
     ///
-    /// `heap` is the calling thread's heap of this allocator (a placeholder is ignored).
+    /// `heap` is the calling thread's heap of this allocator (an empty heap is ignored).
     pub unsafe fn publish_counts(&self, heap: *mut Heap) {
         // SAFETY: forwarded contract.
         unsafe {

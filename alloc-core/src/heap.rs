@@ -157,15 +157,15 @@ unsafe impl Send for HugeList {}
 
 /// A heap that owns nothing and never allocates: what a thread uses before its first
 /// allocation. Its fast path always misses, and frees through it take the remote path.
-pub struct PlaceholderHeap(Heap);
-// SAFETY: the placeholder is never written (`live == false` stops every slow path) and its
+pub struct EmptyHeap(Heap);
+// SAFETY: the empty heap is never written (`live == false` stops every slow path) and its
 // only interior-mutable fields are atomics.
-unsafe impl Sync for PlaceholderHeap {}
+unsafe impl Sync for EmptyHeap {}
 
-impl PlaceholderHeap {
-    /// The placeholder.
+impl EmptyHeap {
+    /// The empty heap.
     pub const fn new() -> Self {
-        PlaceholderHeap(Heap::blank(false))
+        EmptyHeap(Heap::blank(false))
     }
 
     /// A pointer usable wherever a `*mut Heap` is expected; never written through.
@@ -174,7 +174,7 @@ impl PlaceholderHeap {
     }
 }
 
-impl Default for PlaceholderHeap {
+impl Default for EmptyHeap {
     fn default() -> Self {
         Self::new()
     }
@@ -260,7 +260,7 @@ impl Heap {
         head
     }
 
-    /// Whether this heap can allocate (false for the placeholder).
+    /// Whether this heap can allocate (false for the empty heap).
     #[inline(always)]
     pub fn is_live(&self) -> bool {
         self.live

@@ -1,5 +1,5 @@
 //! One allocator instance per backend: the static [`Allocator`], the thread-local heap pointer
-//! each thread starts with (a placeholder, so the first use registers nothing), the
+//! each thread starts with (an empty heap, so the first use registers nothing), the
 //! `pthread_key` whose destructor retires a thread's heap, and the `fork` handlers.
 //!
 //! A macro stamps this out per backend so both can live in one process (the benchmarks
@@ -14,20 +14,20 @@ macro_rules! define_instance {
             use core::ptr;
             use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
-            use alloc_core::{Allocator, Call, Heap, PlaceholderHeap, Stats};
+            use alloc_core::{Allocator, Call, Heap, EmptyHeap, Stats};
 
             use crate::options::Options;
 
             /// The allocator.
             pub static ALLOC: Allocator<$source> = Allocator::new($init);
-            static PLACEHOLDER: PlaceholderHeap = PlaceholderHeap::new();
+            static EMPTY_HEAP: EmptyHeap = EmptyHeap::new();
 
             // The thread's heap pointer. On x86-64 Linux it is a TLS slot defined in assembly
             // and read with the initial-exec model (one %fs-relative load, like mimalloc's
             // preload build): Rust's `thread_local!` in a cdylib compiles to the
             // general-dynamic model, a `__tls_get_addr` call on every malloc and free (about
             // 12% of a malloc/free-heavy run). The slot starts out pointing at the
-            // placeholder, so first use registers nothing and allocates nothing.
+            // empty heap, so first use registers nothing and allocates nothing.
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             mod slot {
                 use alloc_core::Heap;
@@ -40,9 +40,9 @@ macro_rules! define_instance {
                     concat!(".type pagebreak_heap_", $backend, ",@object"),
                     concat!(".size pagebreak_heap_", $backend, ", 8"),
                     concat!("pagebreak_heap_", $backend, ":"),
-                    ".quad {placeholder}",
+                    ".quad {empty_heap}",
                     ".popsection",
-                    placeholder = sym super::PLACEHOLDER,
+                    empty_heap = sym super::EMPTY_HEAP,
                 );
 
                 #[inline(always)]
@@ -81,7 +81,7 @@ macro_rules! define_instance {
                 use core::cell::Cell;
 
                 thread_local! {
-                    static HEAP: Cell<*mut Heap> = const { Cell::new(super::PLACEHOLDER.as_ptr()) };
+                    static HEAP: Cell<*mut Heap> = const { Cell::new(super::EMPTY_HEAP.as_ptr()) };
                 }
 
                 #[inline(always)]
@@ -105,7 +105,7 @@ macro_rules! define_instance {
             /// The backend's name.
             pub const BACKEND: &str = $backend;
 
-            /// The calling thread's heap (the placeholder before its first allocation).
+            /// The calling thread's heap (the empty heap before its first allocation).
             #[inline(always)]
             pub fn heap() -> *mut Heap {
                 slot::get()
@@ -191,7 +191,7 @@ macro_rules! define_instance {
 
             /// Thread exit: retire the heap; later frees on this thread take the remote path.
             extern "C" fn thread_exit(heap: *mut c_void) {
-                slot::set(PLACEHOLDER.as_ptr());
+                slot::set(EMPTY_HEAP.as_ptr());
                 if !heap.is_null() {
                     // SAFETY: `heap` is this thread's heap, registered by `bind_heap`, and the
                     // thread-local no longer points to it.
@@ -221,7 +221,7 @@ macro_rules! define_instance {
             #[inline(always)]
             fn live_heap() -> *mut Heap {
                 let heap = heap();
-                // SAFETY: the thread-local always points at a heap or the placeholder.
+                // SAFETY: the thread-local always points at a heap or the empty heap.
                 if unsafe { (*heap).is_live() } {
                     heap
                 } else {
@@ -265,7 +265,7 @@ macro_rules! define_instance {
             #[inline]
             pub fn zalloc(size: usize) -> *mut u8 {
                 let heap = heap();
-                // SAFETY: the heap is this thread's; the placeholder's fast path always misses.
+                // SAFETY: the heap is this thread's; the empty heap's fast path always misses.
                 if unsafe { (*heap).is_live() } {
                     unsafe { ALLOC.zalloc(heap, size) }
                 } else {
@@ -295,7 +295,7 @@ macro_rules! define_instance {
             /// `p` is null or a pointer this instance returned (misuse of such is detected).
             #[inline(always)]
             pub unsafe fn free(p: *mut u8) {
-                // SAFETY: forwarded contract; the heap is this thread's (or the placeholder).
+                // SAFETY: forwarded contract; the heap is this thread's (or the empty heap).
                 unsafe { ALLOC.free(heap(), p) }
             }
 
