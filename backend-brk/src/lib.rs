@@ -50,7 +50,6 @@
 #![no_std]
 
 mod lock;
-mod os;
 mod table;
 
 pub use table::FREE_SLOTS;
@@ -316,11 +315,11 @@ unsafe impl PageSource for BrkSource {
     }
 
     fn now_ms(&self) -> u64 {
-        os::now_ms()
+        os_glue::now_ms()
     }
 
     fn entropy(&self) -> u64 {
-        os::entropy()
+        os_glue::entropy()
     }
 
     fn before_fork(&self) {

@@ -10,8 +10,6 @@
 
 #![no_std]
 
-mod os;
-
 use alloc_core::{PageSource, SourceError, Span, PAGE_SIZE};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -208,10 +206,10 @@ unsafe impl PageSource for MmapSource {
     }
 
     fn now_ms(&self) -> u64 {
-        os::now_ms()
+        os_glue::now_ms()
     }
 
     fn entropy(&self) -> u64 {
-        os::entropy()
+        os_glue::entropy()
     }
 }

@@ -1,5 +1,7 @@
-//! Clock and entropy from the C library (vDSO and auxiliary vector: no real syscalls).
-//! A twin of this file lives in backend-mmap, so the backends stay independent.
+//! What the OS-backed page sources share: a cheap monotonic clock (for purge delays) and
+//! entropy (for the free-list secret), from the C library (vDSO and auxiliary vector: no
+//! real system calls). `no_std`, allocates nothing.
+#![cfg_attr(not(test), no_std)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,7 +24,7 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 
 /// Monotonic milliseconds. The coarse clock (tick resolution) is enough to delay purging and
 /// is the cheapest one the vDSO offers.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
 }
 
@@ -35,7 +37,7 @@ fn mix64(mut x: u64) -> u64 {
 
 /// A random 64-bit value: the kernel's 16 `AT_RANDOM` bytes (set at exec), mixed with the fine
 /// clock, a stack address (ASLR) and a call counter so that successive calls differ.
-pub(crate) fn entropy() -> u64 {
+pub fn entropy() -> u64 {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let calls = CALLS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: getauxval only reads the auxiliary vector; it has no preconditions.
@@ -51,4 +53,23 @@ pub(crate) fn entropy() -> u64 {
     let stack = core::ptr::addr_of!(probe) as u64;
     let clock = clock_ns(libc::CLOCK_MONOTONIC);
     mix64(seed ^ mix64(clock ^ stack.rotate_left(32) ^ calls.wrapping_mul(GOLDEN)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_is_monotonic_and_running() {
+        let a = now_ms();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let b = now_ms();
+        assert!(a > 0 && b >= a + 10, "{a} -> {b}");
+    }
+
+    #[test]
+    fn entropy_differs_between_calls() {
+        let values: std::collections::HashSet<u64> = (0..64).map(|_| entropy()).collect();
+        assert_eq!(values.len(), 64);
+    }
 }
