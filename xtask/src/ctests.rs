@@ -56,19 +56,26 @@ pub fn cc(src: &Path, out: &Path, extra: &[&str]) -> Result<(), String> {
     cmd::run(&mut c)
 }
 
-/// Compiles every tests/c/*.c; returns them sorted by name.
-pub fn compile_all(bins: &Path) -> Result<Vec<CTest>, String> {
-    std::fs::create_dir_all(bins).map_err(|e| format!("{}: {e}", bins.display()))?;
-    let dir = tests_dir();
-    let mut srcs: Vec<PathBuf> = std::fs::read_dir(&dir)
+/// The `*.c` files of `dir`, sorted by name; an error if there are none (`what` names them
+/// in the message).
+pub fn c_sources(dir: &Path, what: &str) -> Result<Vec<PathBuf>, String> {
+    let mut srcs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "c"))
         .collect();
     srcs.sort();
     if srcs.is_empty() {
-        return Err(format!("no C tests in {}", dir.display()));
+        return Err(format!("no {what} in {}", dir.display()));
     }
+    Ok(srcs)
+}
+
+/// Compiles every tests/c/*.c; returns them sorted by name.
+pub fn compile_all(bins: &Path) -> Result<Vec<CTest>, String> {
+    std::fs::create_dir_all(bins).map_err(|e| format!("{}: {e}", bins.display()))?;
+    let dir = tests_dir();
+    let srcs = c_sources(&dir, "C tests")?;
     let mut tests = Vec::new();
     for src in srcs {
         let name = src.file_stem().unwrap().to_string_lossy().into_owned();

@@ -16,15 +16,7 @@ fn limits_dir() -> PathBuf {
 pub fn compile_all(bins: &Path) -> Result<Vec<CTest>, String> {
     std::fs::create_dir_all(bins).map_err(|e| format!("{}: {e}", bins.display()))?;
     let dir = limits_dir();
-    let mut srcs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .collect();
-    srcs.sort();
-    if srcs.is_empty() {
-        return Err(format!("no limits tests in {}", dir.display()));
-    }
+    let srcs = ctests::c_sources(&dir, "limits tests")?;
     let mut tests = Vec::new();
     for src in srcs {
         let name = src.file_stem().unwrap().to_string_lossy().into_owned();

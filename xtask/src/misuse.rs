@@ -60,15 +60,7 @@ fn parse_header(text: &str) -> Result<(String, bool), String> {
 pub fn compile_all(bins: &Path) -> Result<Vec<Case>, String> {
     std::fs::create_dir_all(bins).map_err(|e| format!("{}: {e}", bins.display()))?;
     let dir = misuse_dir();
-    let mut srcs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .collect();
-    srcs.sort();
-    if srcs.is_empty() {
-        return Err(format!("no misuse programs in {}", dir.display()));
-    }
+    let srcs = ctests::c_sources(&dir, "misuse programs")?;
     let mut cases = Vec::new();
     for src in srcs {
         let name = src.file_stem().unwrap().to_string_lossy().into_owned();
