@@ -228,72 +228,81 @@ unsafe fn zero_tail(p: NonNull<u8>, old: usize, new: usize) {
     unsafe { p.as_ptr().add(old).write_bytes(0, new - old) }
 }
 
-// SAFETY: blocks are at least `layout.size()` bytes, aligned to `layout.align()`, disjoint
-// while live, and stay valid until deallocated or until the arena drops, which the `&Arena`
-// borrow held by every user of this impl cannot outlive. `&Arena` copies share one heap and
-// are all on the arena's thread (`Arena: !Sync`).
-unsafe impl Allocator for &Arena {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.alloc(layout)
-            .map(|p| block(p, layout.size()))
-            .ok_or(AllocError)
-    }
+/// `Allocator for &Arena`, written once for both traits of that shape (allocator-api2's
+/// on stable, `core::alloc`'s on nightly): it expands against the `Allocator`,
+/// `AllocError` and `Layout` in scope where it is used.
+macro_rules! impl_allocator_for_arena {
+    () => {
+        // SAFETY: blocks are at least `layout.size()` bytes, aligned to `layout.align()`, disjoint
+        // while live, and stay valid until deallocated or until the arena drops, which the `&Arena`
+        // borrow held by every user of this impl cannot outlive. `&Arena` copies share one heap and
+        // are all on the arena's thread (`Arena: !Sync`).
+        unsafe impl Allocator for &Arena {
+            #[inline]
+            fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                self.alloc(layout)
+                    .map(|p| block(p, layout.size()))
+                    .ok_or(AllocError)
+            }
 
-    #[inline]
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.alloc_zeroed(layout)
-            .map(|p| block(p, layout.size()))
-            .ok_or(AllocError)
-    }
+            #[inline]
+            fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                self.alloc_zeroed(layout)
+                    .map(|p| block(p, layout.size()))
+                    .ok_or(AllocError)
+            }
 
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
-        // SAFETY: `ptr` is a live block of this arena (the trait's contract).
-        unsafe { self.dealloc(ptr) }
-    }
+            #[inline]
+            unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
+                // SAFETY: `ptr` is a live block of this arena (the trait's contract).
+                unsafe { self.dealloc(ptr) }
+            }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `ptr` is live with `old_layout` (the trait's contract).
-        unsafe { self.realloc(ptr, old_layout, new_layout) }
-            .map(|p| block(p, new_layout.size()))
-            .ok_or(AllocError)
-    }
+            unsafe fn grow(
+                &self,
+                ptr: NonNull<u8>,
+                old_layout: Layout,
+                new_layout: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: `ptr` is live with `old_layout` (the trait's contract).
+                unsafe { self.realloc(ptr, old_layout, new_layout) }
+                    .map(|p| block(p, new_layout.size()))
+                    .ok_or(AllocError)
+            }
 
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `ptr` is live with `old_layout`; the grown block holds `new_layout.size()`
-        // bytes, at least `old_layout.size()` (the trait's contract).
-        unsafe {
-            let p = self
-                .realloc(ptr, old_layout, new_layout)
-                .ok_or(AllocError)?;
-            zero_tail(p, old_layout.size(), new_layout.size());
-            Ok(block(p, new_layout.size()))
+            unsafe fn grow_zeroed(
+                &self,
+                ptr: NonNull<u8>,
+                old_layout: Layout,
+                new_layout: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: `ptr` is live with `old_layout`; the grown block holds `new_layout.size()`
+                // bytes, at least `old_layout.size()` (the trait's contract).
+                unsafe {
+                    let p = self
+                        .realloc(ptr, old_layout, new_layout)
+                        .ok_or(AllocError)?;
+                    zero_tail(p, old_layout.size(), new_layout.size());
+                    Ok(block(p, new_layout.size()))
+                }
+            }
+
+            unsafe fn shrink(
+                &self,
+                ptr: NonNull<u8>,
+                old_layout: Layout,
+                new_layout: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: `ptr` is live with `old_layout` (the trait's contract).
+                unsafe { self.realloc(ptr, old_layout, new_layout) }
+                    .map(|p| block(p, new_layout.size()))
+                    .ok_or(AllocError)
+            }
         }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `ptr` is live with `old_layout` (the trait's contract).
-        unsafe { self.realloc(ptr, old_layout, new_layout) }
-            .map(|p| block(p, new_layout.size()))
-            .ok_or(AllocError)
-    }
+    };
 }
+
+impl_allocator_for_arena!();
 
 /// The same implementation for the standard library's unstable `Allocator` trait, so
 /// `std::vec::Vec::new_in(&arena)` works on nightly.
@@ -304,67 +313,5 @@ mod nightly {
 
     use super::{block, zero_tail, Arena};
 
-    // SAFETY: as for the allocator-api2 implementation above, which this mirrors.
-    unsafe impl Allocator for &Arena {
-        #[inline]
-        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-            self.alloc(layout)
-                .map(|p| block(p, layout.size()))
-                .ok_or(AllocError)
-        }
-
-        #[inline]
-        fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-            self.alloc_zeroed(layout)
-                .map(|p| block(p, layout.size()))
-                .ok_or(AllocError)
-        }
-
-        #[inline]
-        unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
-            // SAFETY: `ptr` is a live block of this arena (the trait's contract).
-            unsafe { self.dealloc(ptr) }
-        }
-
-        unsafe fn grow(
-            &self,
-            ptr: NonNull<u8>,
-            old_layout: Layout,
-            new_layout: Layout,
-        ) -> Result<NonNull<[u8]>, AllocError> {
-            // SAFETY: `ptr` is live with `old_layout` (the trait's contract).
-            unsafe { self.realloc(ptr, old_layout, new_layout) }
-                .map(|p| block(p, new_layout.size()))
-                .ok_or(AllocError)
-        }
-
-        unsafe fn grow_zeroed(
-            &self,
-            ptr: NonNull<u8>,
-            old_layout: Layout,
-            new_layout: Layout,
-        ) -> Result<NonNull<[u8]>, AllocError> {
-            // SAFETY: `ptr` is live with `old_layout`; the grown block holds
-            // `new_layout.size()` bytes, at least `old_layout.size()` (the trait's contract).
-            unsafe {
-                let p = self
-                    .realloc(ptr, old_layout, new_layout)
-                    .ok_or(AllocError)?;
-                zero_tail(p, old_layout.size(), new_layout.size());
-                Ok(block(p, new_layout.size()))
-            }
-        }
-
-        unsafe fn shrink(
-            &self,
-            ptr: NonNull<u8>,
-            old_layout: Layout,
-            new_layout: Layout,
-        ) -> Result<NonNull<[u8]>, AllocError> {
-            // SAFETY: `ptr` is live with `old_layout` (the trait's contract).
-            unsafe { self.realloc(ptr, old_layout, new_layout) }
-                .map(|p| block(p, new_layout.size()))
-                .ok_or(AllocError)
-        }
-    }
+    impl_allocator_for_arena!();
 }
