@@ -53,7 +53,7 @@ pub mod view;
 pub use allocator::{Allocator, DEFAULT_PURGE_DELAY_MS, MAX_ALIGN, MAX_ALLOC};
 pub use checks::{Call, Misuse, MisuseKind};
 pub use heap::{EmptyHeap, Heap};
-pub use source::{PageSource, SourceError, Span, PAGE_SIZE};
+pub use source::{PageSource, SourceError, Span, MAX_PAGE_SIZE, PAGE_SIZE};
 pub use static_source::StaticSource;
 pub use stats::{SourceCounters, Stats};
 pub use util::{SpinGuard, SpinLock};

@@ -157,6 +157,11 @@ macro_rules! define_instance {
                 slot::get()
             }
 
+            /// The page size of the source (the kernel's): `valloc` and `pvalloc` align to it.
+            pub fn page_size() -> usize {
+                alloc_core::PageSource::page_size(ALLOC.source())
+            }
+
             /// The options read at start-up.
             pub fn options() -> Options {
                 init();
