@@ -125,19 +125,15 @@ fn numbers<const N: usize>(
     if fields.len() != N {
         return err(
             line,
-            format!(
-                "`{kind}` takes {N} fields ({what}), found {}",
-                fields.len()
-            ),
+            format!("`{kind}` takes {N} fields ({what}), found {}", fields.len()),
         );
     }
     let mut out = [0; N];
     for (slot, field) in out.iter_mut().zip(fields) {
-        *slot = parse_number(field)
-            .ok_or_else(|| ParseError {
-                line,
-                message: format!("`{kind}`: `{field}` is not a number"),
-            })?;
+        *slot = parse_number(field).ok_or_else(|| ParseError {
+            line,
+            message: format!("`{kind}`: `{field}` is not a number"),
+        })?;
     }
     Ok(out)
 }
@@ -151,7 +147,10 @@ impl Dump {
             Some((_, first)) => {
                 let mut f = first.split_ascii_whitespace();
                 if f.next() != Some("pagebreak-profile") {
-                    return err(1, "not a pagebreak heap profile (no `pagebreak-profile` header)");
+                    return err(
+                        1,
+                        "not a pagebreak heap profile (no `pagebreak-profile` header)",
+                    );
                 }
                 match f.next().and_then(|v| v.parse::<u32>().ok()) {
                     Some(VERSION) => {}
@@ -165,6 +164,15 @@ impl Dump {
                 }
             }
             None => return err(0, "empty dump"),
+        }
+        // Checked first: a dump cut anywhere, even mid-record, is reported as cut rather
+        // than by whatever half line the cut left.
+        if !text.lines().any(|l| l.trim_end() == "end") {
+            return err(
+                0,
+                "truncated dump: no `end` line (the writer did not finish; \
+                 was the process killed while writing?)",
+            );
         }
 
         let mut dump = Dump::default();
@@ -182,7 +190,7 @@ impl Dump {
             let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
             match kind {
                 "" => continue,
-                "end" => ended = true,
+                "end" if fields.is_empty() => ended = true,
                 "interval" => interval = Some(numbers::<1>(n, kind, &fields, "bytes")?[0]),
                 "pid" => dump.pid = Some(numbers::<1>(n, kind, &fields, "the process id")?[0]),
                 "time" => dump.time = Some(numbers::<1>(n, kind, &fields, "seconds")?[0]),
@@ -204,11 +212,10 @@ impl Dump {
                     let Some((id, addrs)) = fields.split_first() else {
                         return err(n, "`stack` without an id");
                     };
-                    let id = parse_number(id)
-                        .ok_or_else(|| ParseError {
-                            line: n,
-                            message: format!("`stack`: id `{id}` is not a number"),
-                        })?;
+                    let id = parse_number(id).ok_or_else(|| ParseError {
+                        line: n,
+                        message: format!("`stack`: id `{id}` is not a number"),
+                    })?;
                     if !stack_ids.insert(id) {
                         return err(n, format!("stack {id} defined twice"));
                     }
@@ -280,13 +287,6 @@ impl Dump {
                 _ => {} // a kind added later: skipped (FORMAT.md)
             }
         }
-        if !ended {
-            return err(
-                0,
-                "truncated dump: no `end` line (the writer did not finish; \
-                 was the process killed while writing?)",
-            );
-        }
         dump.interval = interval.ok_or_else(|| ParseError {
             line: 0,
             message: "no `interval` line".into(),
@@ -300,7 +300,10 @@ fn require_stack(ids: &HashSet<u64>, line: usize, id: u64) -> Result<(), ParseEr
     if ids.contains(&id) {
         Ok(())
     } else {
-        err(line, format!("stack {id} is used before a `stack {id}` line"))
+        err(
+            line,
+            format!("stack {id} is used before a `stack {id}` line"),
+        )
     }
 }
 

@@ -48,7 +48,8 @@ pub fn write_svg(profile: &Profile, view: View, out: impl Write) -> io::Result<(
     opts.title = title.to_string();
     opts.subtitle = Some(subtitle(profile));
     opts.count_name = "bytes".into();
-    opts.colors = inferno::flamegraph::Palette::Basic(inferno::flamegraph::color::BasicPalette::Mem);
+    opts.colors =
+        inferno::flamegraph::Palette::Basic(inferno::flamegraph::color::BasicPalette::Mem);
     // Colours from a hash of the name: the same function keeps its colour from run to run.
     opts.hash = true;
     opts.deterministic = true;

@@ -112,7 +112,11 @@ fn run(args: Args) -> Result<(), String> {
         flame::write_svg(&profile, args.view, &mut out)
             .and_then(|()| out.flush())
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
-        eprintln!("pagebreak-prof: flame graph ({}): {}", args.view.name(), path.display());
+        eprintln!(
+            "pagebreak-prof: flame graph ({}): {}",
+            args.view.name(),
+            path.display()
+        );
     }
     if let Some(path) = &args.pprof {
         let mut out = create(path)?;

@@ -115,10 +115,9 @@ mod tests {
         assert_eq!(vdso.path, "[vdso]");
         assert_eq!(vdso.file(), None);
 
-        let spaced = Mapping::parse(
-            "1000-2000 r-xp 00000000 08:01 77 /opt/my app/lib x.so (deleted)",
-        )
-        .unwrap();
+        let spaced =
+            Mapping::parse("1000-2000 r-xp 00000000 08:01 77 /opt/my app/lib x.so (deleted)")
+                .unwrap();
         assert!(spaced.deleted());
         assert_eq!(spaced.file(), Some("/opt/my app/lib x.so"));
         assert_eq!(spaced.short_name(), "lib x.so");

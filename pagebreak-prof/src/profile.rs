@@ -119,13 +119,22 @@ impl Profile {
                 values,
             });
         }
+        // Build ids under the paths the maps use (the writer may have named files otherwise).
+        let mut build_ids = dump.build_ids.clone();
+        for m in &dump.maps {
+            if let Some(file) = m.file() {
+                if let Some(id) = symbolizer.expected_build_id(file) {
+                    build_ids.insert(file.to_string(), id.clone());
+                }
+            }
+        }
         Profile {
             interval: dump.interval,
             pid: dump.pid,
             time: dump.time,
             exe: dump.exe.clone(),
             maps: dump.maps.clone(),
-            build_ids: dump.build_ids.clone(),
+            build_ids,
             stacks,
             resolved,
             warnings: symbolizer.warnings().to_vec(),
@@ -240,7 +249,12 @@ mod tests {
         ] {
             assert!(is_allocator(f), "{f}");
         }
-        for f in ["main", "mallocate", "alloc::raw_vec::finish_grow", "my_malloc_wrapper"] {
+        for f in [
+            "main",
+            "mallocate",
+            "alloc::raw_vec::finish_grow",
+            "my_malloc_wrapper",
+        ] {
             assert!(!is_allocator(f), "{f}");
         }
     }

@@ -159,7 +159,7 @@ impl<'a> Symbolizer<'a> {
                 return None;
             }
         };
-        if let Some(expected) = self.build_ids.get(path) {
+        if let Some(expected) = self.expected_build_id(path) {
             let found = file_build_id.as_deref().unwrap_or("none");
             if found != expected {
                 self.warnings.push(format!(
@@ -184,6 +184,20 @@ impl<'a> Symbolizer<'a> {
             }
         };
         Some(Module { segments, loader })
+    }
+
+    /// The dump's build id for `path`. The writer may name a file by another path than the
+    /// maps do (`/lib/...` for `/usr/lib/...` through a symlink): then both are compared as
+    /// they resolve on this machine.
+    pub fn expected_build_id(&self, path: &str) -> Option<&'a String> {
+        let ids: &'a HashMap<String, String> = self.build_ids;
+        if let Some(id) = ids.get(path) {
+            return Some(id);
+        }
+        let real = std::fs::canonicalize(self.on_disk(path)).ok()?;
+        ids.iter()
+            .find(|(p, _)| std::fs::canonicalize(self.on_disk(p)).ok().as_ref() == Some(&real))
+            .map(|(_, id)| id)
     }
 
     /// `DIR/.build-id/xx/yyyy….debug`, the layout distributions' debug packages use.

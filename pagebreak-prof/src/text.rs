@@ -77,7 +77,12 @@ fn percent(part: f64, total: f64) -> f64 {
 
 /// Writes the top list: a `Total:` line, a header, then at most `limit` functions
 /// (0: all) as `flat flat% sum% cum cum% function`.
-pub fn write_text(profile: &Profile, view: View, limit: usize, mut out: impl Write) -> io::Result<()> {
+pub fn write_text(
+    profile: &Profile,
+    view: View,
+    limit: usize,
+    mut out: impl Write,
+) -> io::Result<()> {
     let total = profile.total().space(view);
     let entries = top(profile, view);
     let what = match view {
@@ -96,7 +101,11 @@ pub fn write_text(profile: &Profile, view: View, limit: usize, mut out: impl Wri
         "{:>10} {:>6} {:>6} {:>10} {:>6}  function",
         "flat", "flat%", "sum%", "cum", "cum%"
     )?;
-    let shown = if limit == 0 { entries.len() } else { limit.min(entries.len()) };
+    let shown = if limit == 0 {
+        entries.len()
+    } else {
+        limit.min(entries.len())
+    };
     let mut sum = 0.0;
     for e in &entries[..shown] {
         sum += e.flat;
@@ -112,7 +121,11 @@ pub fn write_text(profile: &Profile, view: View, limit: usize, mut out: impl Wri
         )?;
     }
     if shown < entries.len() {
-        writeln!(out, "({} more functions; --top 0 shows all)", entries.len() - shown)?;
+        writeln!(
+            out,
+            "({} more functions; --top 0 shows all)",
+            entries.len() - shown
+        )?;
     }
     Ok(())
 }

@@ -79,10 +79,15 @@ pub fn build(profile: &Profile, view: View) -> proto::Profile {
 
     for stack in &profile.stacks {
         let v = &stack.values;
-        let value: Vec<i64> = [v.alloc_objects, v.alloc_space, v.inuse_objects, v.inuse_space]
-            .iter()
-            .map(|x| x.round() as i64)
-            .collect();
+        let value: Vec<i64> = [
+            v.alloc_objects,
+            v.alloc_space,
+            v.inuse_objects,
+            v.inuse_space,
+        ]
+        .iter()
+        .map(|x| x.round() as i64)
+        .collect();
         if value.iter().all(|&x| x == 0) {
             continue;
         }
@@ -157,10 +162,7 @@ pub fn build(profile: &Profile, view: View) -> proto::Profile {
                 memory_limit: m.end,
                 file_offset: m.offset,
                 filename: strings.get(file),
-                build_id: profile
-                    .build_ids
-                    .get(file)
-                    .map_or(0, |b| strings.get(b)),
+                build_id: profile.build_ids.get(file).map_or(0, |b| strings.get(b)),
                 has_functions: symbolized,
                 has_filenames: symbolized,
                 has_line_numbers: symbolized,
