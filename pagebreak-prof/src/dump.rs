@@ -77,6 +77,10 @@ pub struct Dump {
     pub maps: Vec<Mapping>,
     /// Path of a loaded object -> its GNU build id, lowercase hex.
     pub build_ids: HashMap<String, String>,
+    /// Ids that `total` or `live` lines name without a `stack` line (id 0: the writer's
+    /// table was full; others: interned while the dump was being written). Each is in
+    /// `stacks` with no addresses, so its bytes count, as an unknown stack.
+    pub unknown_stacks: Vec<u64>,
 }
 
 /// A dump that does not follow FORMAT.md, with the line where it went wrong.
@@ -237,7 +241,7 @@ impl Dump {
                         &fields,
                         "stack id, count, requested bytes, estimated bytes",
                     )?;
-                    require_stack(&stack_ids, n, id)?;
+                    note_stack(&mut dump, &stack_ids, id);
                     if dump
                         .totals
                         .insert(
@@ -260,7 +264,7 @@ impl Dump {
                         &fields,
                         "stack id, size, alignment, thread, address",
                     )?;
-                    require_stack(&stack_ids, n, stack)?;
+                    note_stack(&mut dump, &stack_ids, stack);
                     dump.live.push(LiveBlock {
                         stack,
                         size,
@@ -287,6 +291,11 @@ impl Dump {
                 _ => {} // a kind added later: skipped (FORMAT.md)
             }
         }
+        // A `stack` line that came after its first use is no longer unknown.
+        dump.unknown_stacks.retain(|id| !stack_ids.contains(id));
+        for &id in &dump.unknown_stacks {
+            dump.stacks.push((id, Vec::new()));
+        }
         dump.interval = interval.ok_or_else(|| ParseError {
             line: 0,
             message: "no `interval` line".into(),
@@ -295,15 +304,11 @@ impl Dump {
     }
 }
 
-/// FORMAT.md: stack lines come before the `total` and `live` lines that name them.
-fn require_stack(ids: &HashSet<u64>, line: usize, id: u64) -> Result<(), ParseError> {
-    if ids.contains(&id) {
-        Ok(())
-    } else {
-        err(
-            line,
-            format!("stack {id} is used before a `stack {id}` line"),
-        )
+/// A stack id named by `total` or `live` without its `stack` line: kept as an unknown stack
+/// (FORMAT.md: id 0, or a stack interned while the dump was written).
+fn note_stack(dump: &mut Dump, ids: &HashSet<u64>, id: u64) {
+    if !ids.contains(&id) && !dump.unknown_stacks.contains(&id) {
+        dump.unknown_stacks.push(id);
     }
 }
 

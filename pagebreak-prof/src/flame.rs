@@ -18,9 +18,6 @@ pub fn folded(profile: &Profile, view: View) -> Vec<String> {
             .frames(stack)
             .map(|f| f.function.replace(';', ":"))
             .collect();
-        if names.is_empty() {
-            names.push("[no stack]".into());
-        }
         names.reverse();
         *merged.entry(names.join(";")).or_default() += bytes;
     }

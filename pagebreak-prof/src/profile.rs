@@ -64,7 +64,12 @@ pub struct Profile {
     /// Every kept address, resolved.
     pub resolved: HashMap<u64, Resolved>,
     pub warnings: Vec<String>,
+    /// The frame shown for a stack the dump has no addresses for.
+    unknown: Frame,
 }
+
+/// The name given to samples whose stack is unknown.
+pub const UNKNOWN_STACK: &str = "[unknown stack]";
 
 /// The probability a block of `size` bytes was sampled is `1 - exp(-size / interval)`; each
 /// sampled block stands for `1 / that` blocks (so `size / that` bytes). Sizes below one byte
@@ -119,6 +124,14 @@ impl Profile {
                 values,
             });
         }
+        let mut warnings = symbolizer.warnings().to_vec();
+        if !dump.unknown_stacks.is_empty() {
+            warnings.push(format!(
+                "{} stack id(s) named without a `stack` line (the writer's table was full, or \
+                 stacks were added while it wrote): their samples are shown as {UNKNOWN_STACK}",
+                dump.unknown_stacks.len()
+            ));
+        }
         // Build ids under the paths the maps use (the writer may have named files otherwise).
         let mut build_ids = dump.build_ids.clone();
         for m in &dump.maps {
@@ -137,16 +150,25 @@ impl Profile {
             build_ids,
             stacks,
             resolved,
-            warnings: symbolizer.warnings().to_vec(),
+            warnings,
+            unknown: Frame {
+                function: UNKNOWN_STACK.into(),
+                file: None,
+                line: None,
+            },
         }
     }
 
-    /// The frames of a stack, innermost first (inlined calls expanded).
+    /// The frames of a stack, innermost first (inlined calls expanded); a stack without
+    /// addresses has the one frame `[unknown stack]`.
     pub fn frames<'p>(&'p self, stack: &'p Stack) -> impl Iterator<Item = &'p Frame> + 'p {
-        stack
-            .addresses
-            .iter()
-            .flat_map(move |a| self.resolved[a].frames.iter())
+        let unknown = stack.addresses.is_empty().then_some(&self.unknown);
+        unknown.into_iter().chain(
+            stack
+                .addresses
+                .iter()
+                .flat_map(move |a| self.resolved[a].frames.iter()),
+        )
     }
 
     pub fn total(&self) -> Values {

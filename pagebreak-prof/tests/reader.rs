@@ -69,11 +69,6 @@ fn malformed_dumps_name_the_line() {
             "not a pagebreak heap profile",
         ),
         (
-            with_line("stack 8\n", "total 9 1 1 1"),
-            11,
-            "stack 9 is used before",
-        ),
-        (
             with_line("stack 8\n", "live 7 1 16 1"),
             11,
             "`live` takes 5 fields",
@@ -142,14 +137,63 @@ fn weights_live_blocks_and_totals() {
         .iter()
         .any(|w| w.contains("/usr/bin/prog with space")));
     // The empty stack has no live blocks: only alloc_space shows it.
+    assert!(d.unknown_stacks.is_empty());
     let s8 = p.stacks.iter().find(|s| s.id == 8).unwrap();
     assert_eq!(s8.values.inuse_space, 0.0);
     let alloc = pagebreak_prof::flame::folded(&p, View::AllocSpace);
     assert!(
-        alloc.contains(&"[no stack] 524296".to_string()),
+        alloc.contains(&"[unknown stack] 524296".to_string()),
         "{alloc:?}"
     );
     let inuse = pagebreak_prof::flame::folded(&p, View::InuseSpace);
     assert_eq!(inuse.len(), 1, "{inuse:?}");
     assert!(inuse[0].starts_with("prog with space+0x6678;prog with space+0x2234 "));
+}
+
+#[test]
+fn stacks_named_without_a_stack_line_count_as_unknown() {
+    // Id 0: the writer's stack table was full. Id 9: interned while the dump was written
+    // (its `live` record was read after the stack lines).
+    let text = with_line(
+        "stack 8\n",
+        "total 0 1 65536 560000\nlive 0 65536 16 1 0x10",
+    );
+    let text = text.replace("map 55d0", "live 9 1048576 16 1 0x20\nmap 55d0");
+    let d = Dump::parse(&text).unwrap();
+    assert_eq!(d.unknown_stacks, vec![0, 9]);
+    assert!(d.stacks.contains(&(0, vec![])) && d.stacks.contains(&(9, vec![])));
+    let p = Profile::build(&d, Default::default());
+    assert!(p
+        .warnings
+        .iter()
+        .any(|w| w.contains("2 stack id(s) named without")));
+    let top = pagebreak_prof::text::top(&p, View::InuseSpace);
+    let unknown = top
+        .iter()
+        .find(|e| e.function == "[unknown stack]")
+        .unwrap();
+    let w = |size: f64| size / -f64::exp_m1(-size / 524288.0);
+    assert!(
+        (unknown.flat - w(65536.0) - w(1048576.0)).abs() < 1e-6,
+        "{unknown:?}"
+    );
+    let pb = pagebreak_prof::pprof::build(&p, View::InuseSpace);
+    let unknown_samples = pb
+        .sample
+        .iter()
+        .filter(|s| {
+            let loc = pb
+                .location
+                .iter()
+                .find(|l| l.id == s.location_id[0])
+                .unwrap();
+            let f = pb
+                .function
+                .iter()
+                .find(|f| f.id == loc.line[0].function_id)
+                .unwrap();
+            pb.string_table[f.name as usize] == "[unknown stack]"
+        })
+        .count();
+    assert_eq!(unknown_samples, 2 + 1, "ids 0 and 9, and the empty stack 8");
 }

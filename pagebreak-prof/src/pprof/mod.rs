@@ -5,7 +5,7 @@
 
 pub mod proto;
 
-use crate::profile::{Profile, View};
+use crate::profile::{Profile, View, UNKNOWN_STACK};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use prost::Message;
@@ -76,6 +76,7 @@ pub fn build(profile: &Profile, view: View) -> proto::Profile {
     let mut location_ids: HashMap<u64, u64> = HashMap::new();
     let mut mapping_symbolized: HashMap<usize, bool> = HashMap::new();
     let mut samples = Vec::new();
+    let mut unknown_location: Option<u64> = None;
 
     for stack in &profile.stacks {
         let v = &stack.values;
@@ -91,7 +92,35 @@ pub fn build(profile: &Profile, view: View) -> proto::Profile {
         if value.iter().all(|&x| x == 0) {
             continue;
         }
-        let mut location_id = Vec::with_capacity(stack.addresses.len());
+        let mut location_id = Vec::with_capacity(stack.addresses.len().max(1));
+        if stack.addresses.is_empty() {
+            // No addresses: one location of its own, named like the flame graph's frame.
+            let id = *unknown_location.get_or_insert_with(|| {
+                let function_id = functions.len() as u64 + 1;
+                let name = strings.get(UNKNOWN_STACK);
+                functions.push(proto::Function {
+                    id: function_id,
+                    name,
+                    system_name: name,
+                    filename: 0,
+                    start_line: 0,
+                });
+                let id = locations.len() as u64 + 1;
+                locations.push(proto::Location {
+                    id,
+                    mapping_id: 0,
+                    address: 0,
+                    line: vec![proto::Line {
+                        function_id,
+                        line: 0,
+                        column: 0,
+                    }],
+                    is_folded: false,
+                });
+                id
+            });
+            location_id.push(id);
+        }
         for &address in &stack.addresses {
             let next_id = locations.len() as u64 + 1;
             let id = *location_ids.entry(address).or_insert(next_id);
