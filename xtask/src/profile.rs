@@ -124,11 +124,12 @@ fn build_reader() -> Result<PathBuf, String> {
     Ok(cmd::root().join("target/release/pagebreak-prof"))
 }
 
-/// The reader's debug build: `cargo test --workspace` has built it already, so this is
-/// cargo's up-to-date check.
+/// The reader as `cargo test --workspace` built it (the `test` profile, target/debug): this
+/// is cargo's up-to-date check, where a plain `cargo build` would rebuild every dependency at
+/// another opt-level.
 fn debug_reader() -> Result<PathBuf, String> {
     let mut c = cmd::cargo();
-    c.args(["build", "--quiet", "-p", "pagebreak-prof"]);
+    c.args(["build", "--quiet", "--profile", "test", "-p", "pagebreak-prof"]);
     let status = c
         .status()
         .map_err(|e| format!("cannot start `{}`: {e}", cmd::show(&c)))?;
