@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::bench::peers::{self, MiLine};
 use crate::build::{self, Backend};
 use crate::cmd;
 
@@ -72,6 +73,7 @@ fn collected(
         .ok_or_else(|| "no summary line in callgrind output".to_string())
 }
 
+
 /// Instructions per call of the functions, by differencing two run lengths.
 pub fn per_call(bin: &Path, preload: Option<&Path>, functions: &[&str]) -> Result<f64, String> {
     let a = collected(bin, preload, functions, N1)?;
@@ -87,6 +89,20 @@ pub fn measure(preload: Option<&Path>) -> Result<(f64, f64), String> {
     // which valgrind may name instead.
     let free = per_call(&bin, preload, &["free", "cfree"])?;
     Ok((malloc, free))
+}
+
+/// The counts side by side: `| allocator | malloc | free | |` in markdown.
+fn table(rows: &[(String, Result<(f64, f64), String>, &str)]) -> String {
+    let mut out = String::from(
+        "| allocator | malloc | free | |\n| :-- | --: | --: | :-- |\n",
+    );
+    for (name, counts, remark) in rows {
+        match counts {
+            Ok((m, f)) => out += &format!("| {name} | {m:.1} | {f:.1} | {remark} |\n"),
+            Err(e) => out += &format!("| {name} | - | - | not counted: {e} |\n"),
+        }
+    }
+    out
 }
 
 fn read_golden() -> Result<(u64, u64), String> {
@@ -135,22 +151,80 @@ pub fn check(so: &Path) -> Result<(), String> {
     }
 }
 
-/// `cargo xtask fastpath [--update] [--compare LIB.so ...]`.
+/// The other allocators, counted the same way: glibc, Debian's mimalloc and jemalloc when
+/// installed, and mimalloc 2.x, 3.x and snmalloc built from their crates' sources.
+/// (name, library or None for glibc, a remark)
+fn others() -> Vec<(String, Result<Option<PathBuf>, String>, &'static str)> {
+    let mut v: Vec<(String, Result<Option<PathBuf>, String>, &'static str)> =
+        vec![("glibc".into(), Ok(None), "")];
+    for (name, env, stem) in [
+        ("mimalloc-deb", "ALLOC_BENCH_MIMALLOC", "libmimalloc.so"),
+        ("jemalloc", "ALLOC_BENCH_JEMALLOC", "libjemalloc.so"),
+    ] {
+        let lib = peers::find_library(env, stem)
+            .map(Some)
+            .ok_or_else(|| format!("no {stem}* installed"));
+        v.push((name.into(), lib, "Debian's"));
+    }
+    for (name, line) in [("mimalloc-2", MiLine::V2), ("mimalloc-3", MiLine::V3)] {
+        v.push((name.into(), peers::mimalloc(line).map(|b| Some(b.so)), ""));
+    }
+    v.push((
+        "snmalloc".into(),
+        peers::snmalloc_for_valgrind().map(|b| Some(b.so)),
+        "built with SNMALLOC_QEMU_WORKAROUND (valgrind cannot reserve its pagemap)",
+    ));
+    v
+}
+
+/// `cargo xtask fastpath [--update] [--no-peers] [--compare LIB.so ...]`.
 pub fn main(args: &[String]) -> Result<(), String> {
     let update = args.iter().any(|a| a == "--update");
     let built = build::build(Backend::Mmap, true, false)?;
     let (malloc, free) = measure(Some(&built.so))?;
     println!("pagebreak (mmap): malloc {malloc:.1}, free {free:.1} instructions per call");
-    let mut rest = args.iter().skip_while(|a| *a != "--compare").skip(1);
+    let mut rows = vec![("pagebreak-mmap".to_string(), Ok((malloc, free)), "")];
+    if !args.iter().any(|a| a == "--no-peers") {
+        for (name, lib, remark) in others() {
+            let counts = lib.and_then(|l| measure(l.as_deref()));
+            if let Ok((m, f)) = &counts {
+                println!("{name}: malloc {m:.1}, free {f:.1} instructions per call");
+            }
+            rows.push((name, counts, remark));
+        }
+    }
+    let mut rest = args
+        .iter()
+        .skip_while(|a| *a != "--compare")
+        .skip(1)
+        .filter(|a| !a.starts_with("--"));
     for lib in rest.by_ref() {
         let (m, f) = measure(Some(Path::new(lib)))?;
         println!("{lib}: malloc {m:.1}, free {f:.1} instructions per call");
+        rows.push((lib.clone(), Ok((m, f)), ""));
     }
+    println!("\n{}", table(&rows));
     if update {
         write_golden(malloc.round() as u64, free.round() as u64)?;
         println!("updated {}", golden_path().display());
         Ok(())
     } else {
         check(&built.so)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_table_lists_counts_and_reasons() {
+        let rows = vec![
+            ("pagebreak-mmap".to_string(), Ok((30.0, 59.04)), ""),
+            ("snmalloc".to_string(), Ok((16.0, 21.0)), "valgrind build"),
+            ("jemalloc".to_string(), Err("no libjemalloc.so* installed".into()), "Debian's"),
+        ];
+        let t = super::table(&rows);
+        assert!(t.contains("| pagebreak-mmap | 30.0 | 59.0 |  |"), "{t}");
+        assert!(t.contains("| snmalloc | 16.0 | 21.0 | valgrind build |"), "{t}");
+        assert!(t.contains("| jemalloc | - | - | not counted: no libjemalloc.so* installed |"), "{t}");
     }
 }

@@ -34,8 +34,9 @@ commands:
         only the deliberate-misuse programs in tests/misuse (each must abort with its report)
   limits [--backend mmap|brk|glibc] [NAME...]
         only the limits tests in tests/limits (RLIMIT_AS, RSS after frees, mappings)
-  fastpath [--update] [--compare LIB.so...]
-        count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt
+  fastpath [--update] [--no-peers] [--compare LIB.so...]
+        count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt,
+        and the other allocators' (glibc, mimalloc 2.0.9/2.x/3.x, jemalloc, snmalloc)
   bench ...
         benchmarks (see `cargo xtask bench --help`)
 ";

@@ -140,6 +140,18 @@ pub fn mimalloc(line: MiLine) -> Result<Built, String> {
 /// snmalloc's `libsnmallocshim.so` (malloc.cc + new.cc, as its CMake target: C++20, -O3,
 /// hidden visibility, initial-exec TLS, static libstdc++).
 pub fn snmalloc() -> Result<Built, String> {
+    snmalloc_variant(false)
+}
+
+/// The same for valgrind, which cannot reserve the 256 GiB of address space snmalloc's
+/// pagemap takes ("Failed to initialise snmalloc."): built with snmalloc's own
+/// SNMALLOC_QEMU_WORKAROUND, whose 128 KiB chunks shrink the pagemap to 32 GiB. The malloc
+/// and free fast paths are the same code (a size-class table, a free-list pop or push).
+pub fn snmalloc_for_valgrind() -> Result<Built, String> {
+    snmalloc_variant(true)
+}
+
+fn snmalloc_variant(valgrind: bool) -> Result<Built, String> {
     let (crate_version, dir) = crate_source("snmalloc-sys")?;
     let up = dir.join("upstream");
     let commit = fs::read_to_string(dir.join(".cargo_vcs_info.json"))
@@ -150,7 +162,8 @@ pub fn snmalloc() -> Result<Built, String> {
             let start = rest.find('"')? + 1;
             Some(rest[start..start + 9.min(rest.len() - start)].to_string())
         });
-    let so = out_dir().join(format!("libsnmallocshim-{crate_version}.so"));
+    let suffix = if valgrind { "-valgrind" } else { "" };
+    let so = out_dir().join(format!("libsnmallocshim-{crate_version}{suffix}.so"));
     let over = up.join("src").join("snmalloc").join("override");
     let mut c = Command::new(std::env::var_os("CXX").unwrap_or_else(|| "g++".into()));
     c.args([
@@ -178,6 +191,13 @@ pub fn snmalloc() -> Result<Built, String> {
         "-static-libstdc++",
         "-Wl,--no-undefined",
     ])
+    .args(if valgrind {
+        // x86-64's AAL defines SNMALLOC_VA_BITS_64 too, but after the size-class
+        // configuration that the workaround keys on has been read.
+        &["-DSNMALLOC_QEMU_WORKAROUND", "-DSNMALLOC_VA_BITS_64", "-Wno-error"][..]
+    } else {
+        &[]
+    })
     .arg("-I")
     .arg(up.join("src"))
     .arg(over.join("malloc.cc"))
