@@ -24,7 +24,6 @@ use crate::build::{self, Backend};
 use crate::cmd;
 use peers::{Allocator, Load};
 use stats::{Cell, Row, Run, Status, Summary, Table};
-use workloads::{workload_args, Invocation, Workload, WORKLOADS};
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
@@ -33,6 +32,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, SystemTime};
+use workloads::{workload_args, Invocation, Workload, WORKLOADS};
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--quick] [--micro-only | --macro-only] [--reps N]
@@ -182,7 +182,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
         ));
         let (load, what) = match build::build(backend, true, false) {
             Ok(b) => {
-                let what = format!(
+                let what =
+                    format!(
                     "`LD_PRELOAD={}`; Rust: `pagebreak::{}PageBreak` (alloc-ffi without `c-api`)",
                     display_argv(&root, &[b.so.display().to_string()]),
                     if backend == Backend::Mmap { "Mmap" } else { "Brk" }
@@ -270,7 +271,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
             &mut failures,
         )?;
         println!("\n{}", report::text_table(&t));
-        println!("ratios are to {}, {}\n", t.allocators[t.baseline], REFERENCE);
+        println!(
+            "ratios are to {}, {}\n",
+            t.allocators[t.baseline], REFERENCE
+        );
         let vs = report::text_pagebreak_vs(&t);
         if !vs.is_empty() {
             println!("geometric means:\n{vs}");

@@ -73,7 +73,6 @@ fn collected(
         .ok_or_else(|| "no summary line in callgrind output".to_string())
 }
 
-
 /// Instructions per call of the functions, by differencing two run lengths.
 pub fn per_call(bin: &Path, preload: Option<&Path>, functions: &[&str]) -> Result<f64, String> {
     let a = collected(bin, preload, functions, N1)?;
@@ -91,12 +90,22 @@ pub fn measure(preload: Option<&Path>) -> Result<(f64, f64), String> {
     Ok((malloc, free))
 }
 
+/// One allocator's counts (malloc, free), or why there are none.
+struct Counted {
+    name: String,
+    counts: Result<(f64, f64), String>,
+    remark: &'static str,
+}
+
 /// The counts side by side: `| allocator | malloc | free | |` in markdown.
-fn table(rows: &[(String, Result<(f64, f64), String>, &str)]) -> String {
-    let mut out = String::from(
-        "| allocator | malloc | free | |\n| :-- | --: | --: | :-- |\n",
-    );
-    for (name, counts, remark) in rows {
+fn table(rows: &[Counted]) -> String {
+    let mut out = String::from("| allocator | malloc | free | |\n| :-- | --: | --: | :-- |\n");
+    for Counted {
+        name,
+        counts,
+        remark,
+    } in rows
+    {
         match counts {
             Ok((m, f)) => out += &format!("| {name} | {m:.1} | {f:.1} | {remark} |\n"),
             Err(e) => out += &format!("| {name} | - | - | not counted: {e} |\n"),
@@ -151,12 +160,22 @@ pub fn check(so: &Path) -> Result<(), String> {
     }
 }
 
+/// Another allocator to count: its library (None: glibc, nothing preloaded), or why
+/// there is none.
+struct Peer {
+    name: &'static str,
+    lib: Result<Option<PathBuf>, String>,
+    remark: &'static str,
+}
+
 /// The other allocators, counted the same way: glibc, Debian's mimalloc and jemalloc when
 /// installed, and mimalloc 2.x, 3.x and snmalloc built from their crates' sources.
-/// (name, library or None for glibc, a remark)
-fn others() -> Vec<(String, Result<Option<PathBuf>, String>, &'static str)> {
-    let mut v: Vec<(String, Result<Option<PathBuf>, String>, &'static str)> =
-        vec![("glibc".into(), Ok(None), "")];
+fn others() -> Vec<Peer> {
+    let mut v = vec![Peer {
+        name: "glibc",
+        lib: Ok(None),
+        remark: "",
+    }];
     for (name, env, stem) in [
         ("mimalloc-deb", "ALLOC_BENCH_MIMALLOC", "libmimalloc.so"),
         ("jemalloc", "ALLOC_BENCH_JEMALLOC", "libjemalloc.so"),
@@ -164,16 +183,24 @@ fn others() -> Vec<(String, Result<Option<PathBuf>, String>, &'static str)> {
         let lib = peers::find_library(env, stem)
             .map(Some)
             .ok_or_else(|| format!("no {stem}* installed"));
-        v.push((name.into(), lib, "Debian's"));
+        v.push(Peer {
+            name,
+            lib,
+            remark: "Debian's",
+        });
     }
     for (name, line) in [("mimalloc-2", MiLine::V2), ("mimalloc-3", MiLine::V3)] {
-        v.push((name.into(), peers::mimalloc(line).map(|b| Some(b.so)), ""));
+        v.push(Peer {
+            name,
+            lib: peers::mimalloc(line).map(|b| Some(b.so)),
+            remark: "",
+        });
     }
-    v.push((
-        "snmalloc".into(),
-        peers::snmalloc_for_valgrind().map(|b| Some(b.so)),
-        "built with SNMALLOC_QEMU_WORKAROUND (valgrind cannot reserve its pagemap)",
-    ));
+    v.push(Peer {
+        name: "snmalloc",
+        lib: peers::snmalloc_for_valgrind().map(|b| Some(b.so)),
+        remark: "built with SNMALLOC_QEMU_WORKAROUND (valgrind cannot reserve its pagemap)",
+    });
     v
 }
 
@@ -183,14 +210,25 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let built = build::build(Backend::Mmap, true, false)?;
     let (malloc, free) = measure(Some(&built.so))?;
     println!("pagebreak (mmap): malloc {malloc:.1}, free {free:.1} instructions per call");
-    let mut rows = vec![("pagebreak-mmap".to_string(), Ok((malloc, free)), "")];
+    let mut rows = vec![Counted {
+        name: "pagebreak-mmap".into(),
+        counts: Ok((malloc, free)),
+        remark: "",
+    }];
     if !args.iter().any(|a| a == "--no-peers") {
-        for (name, lib, remark) in others() {
-            let counts = lib.and_then(|l| measure(l.as_deref()));
+        for p in others() {
+            let counts = p.lib.and_then(|l| measure(l.as_deref()));
             if let Ok((m, f)) = &counts {
-                println!("{name}: malloc {m:.1}, free {f:.1} instructions per call");
+                println!(
+                    "{}: malloc {m:.1}, free {f:.1} instructions per call",
+                    p.name
+                );
             }
-            rows.push((name, counts, remark));
+            rows.push(Counted {
+                name: p.name.into(),
+                counts,
+                remark: p.remark,
+            });
         }
     }
     let mut rest = args
@@ -201,7 +239,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
     for lib in rest.by_ref() {
         let (m, f) = measure(Some(Path::new(lib)))?;
         println!("{lib}: malloc {m:.1}, free {f:.1} instructions per call");
-        rows.push((lib.clone(), Ok((m, f)), ""));
+        rows.push(Counted {
+            name: lib.clone(),
+            counts: Ok((m, f)),
+            remark: "",
+        });
     }
     println!("\n{}", table(&rows));
     if update {
@@ -215,16 +257,33 @@ pub fn main(args: &[String]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::Counted;
+
     #[test]
     fn the_table_lists_counts_and_reasons() {
-        let rows = vec![
-            ("pagebreak-mmap".to_string(), Ok((30.0, 59.04)), ""),
-            ("snmalloc".to_string(), Ok((16.0, 21.0)), "valgrind build"),
-            ("jemalloc".to_string(), Err("no libjemalloc.so* installed".into()), "Debian's"),
+        let row = |name: &str, counts, remark| Counted {
+            name: name.into(),
+            counts,
+            remark,
+        };
+        let rows = [
+            row("pagebreak-mmap", Ok((30.0, 59.04)), ""),
+            row("snmalloc", Ok((16.0, 21.0)), "valgrind build"),
+            row(
+                "jemalloc",
+                Err("no libjemalloc.so* installed".into()),
+                "Debian's",
+            ),
         ];
         let t = super::table(&rows);
         assert!(t.contains("| pagebreak-mmap | 30.0 | 59.0 |  |"), "{t}");
-        assert!(t.contains("| snmalloc | 16.0 | 21.0 | valgrind build |"), "{t}");
-        assert!(t.contains("| jemalloc | - | - | not counted: no libjemalloc.so* installed |"), "{t}");
+        assert!(
+            t.contains("| snmalloc | 16.0 | 21.0 | valgrind build |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| jemalloc | - | - | not counted: no libjemalloc.so* installed |"),
+            "{t}"
+        );
     }
 }

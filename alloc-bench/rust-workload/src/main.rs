@@ -21,7 +21,12 @@ use std::thread;
     all(feature = "mimalloc-2", feature = "mimalloc-3"),
     all(
         any(feature = "pagebreak-mmap", feature = "pagebreak-brk"),
-        any(feature = "mimalloc-2", feature = "mimalloc-3", feature = "jemalloc", feature = "snmalloc")
+        any(
+            feature = "mimalloc-2",
+            feature = "mimalloc-3",
+            feature = "jemalloc",
+            feature = "snmalloc"
+        )
     ),
     all(
         any(feature = "mimalloc-2", feature = "mimalloc-3"),
@@ -70,8 +75,8 @@ const CHUNK: usize = 1000;
 const JSON_EVERY: usize = 4;
 
 const WORDS: [&str; 16] = [
-    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
-    "juliett", "kilo", "lima", "mike", "november", "oscar", "papa",
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
+    "kilo", "lima", "mike", "november", "oscar", "papa",
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -97,11 +102,20 @@ fn record(id: u64) -> Record {
     let h = mix(id);
     let word = |k: u64| WORDS[(mix(h ^ k) % WORDS.len() as u64) as usize];
     let name = format!("{}-{}-{id}", word(1), word(2));
-    let tags = (0..h % 6).map(|k| format!("{}{}", word(10 + k), k)).collect();
-    let attrs = (0..(h >> 8) % 5)
-        .map(|k| (format!("key{k}"), format!("{}:{}", word(20 + k), h >> (k * 7) & 0xffff)))
+    let tags = (0..h % 6)
+        .map(|k| format!("{}{}", word(10 + k), k))
         .collect();
-    let history = (0..(h >> 16) % 24).map(|k| (mix(h + k) & 0xffff) as u32).collect();
+    let attrs = (0..(h >> 8) % 5)
+        .map(|k| {
+            (
+                format!("key{k}"),
+                format!("{}:{}", word(20 + k), h >> (k * 7) & 0xffff),
+            )
+        })
+        .collect();
+    let history = (0..(h >> 16) % 24)
+        .map(|k| (mix(h + k) & 0xffff) as u32)
+        .collect();
     Record {
         id,
         email: format!("{}.{}@example.org", word(3), id),
@@ -204,13 +218,18 @@ fn round(
             .unwrap_or_else(|e| fail(format!("thread {thread}: JSON from {from}: {e}")));
         for r in &parsed {
             if r != &record(r.id) {
-                fail(format!("thread {thread}: record {} from thread {from} changed", r.id));
+                fail(format!(
+                    "thread {thread}: record {} from thread {from} changed",
+                    r.id
+                ));
             }
         }
         // And through serde_json's untyped tree, as a proxy or a config loader would.
         let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
         if serde_json::to_string(&v).expect("serialise value").len() != json.len() {
-            fail(format!("thread {thread}: JSON value round trip changed the length"));
+            fail(format!(
+                "thread {thread}: JSON value round trip changed the length"
+            ));
         }
         t.parsed += parsed.len() as u64;
     }
@@ -234,7 +253,9 @@ fn main() -> ExitCode {
     let arg = |i: usize, default: usize| -> usize {
         args.get(i).map_or(default, |s| {
             s.parse().ok().filter(|&v| v > 0).unwrap_or_else(|| {
-                fail(format!("bad argument {s:?} (RECORDS_PER_THREAD [THREADS] [ROUNDS])"))
+                fail(format!(
+                    "bad argument {s:?} (RECORDS_PER_THREAD [THREADS] [ROUNDS])"
+                ))
             })
         })
     };
@@ -262,7 +283,10 @@ fn main() -> ExitCode {
     drop(txs);
     let tallies: Vec<Tally> = handles
         .into_iter()
-        .map(|h| h.join().unwrap_or_else(|_| fail("a worker panicked".into())))
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| fail("a worker panicked".into()))
+        })
         .collect();
 
     // Every count is known without the allocator: recompute them from the ids alone.

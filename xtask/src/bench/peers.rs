@@ -18,7 +18,11 @@ pub fn locked_version(lock: &str, name: &str) -> Option<String> {
     while let Some(l) = lines.next() {
         if l.trim() == format!("name = \"{name}\"") {
             let v = lines.next()?.trim();
-            return Some(v.strip_prefix("version = \"")?.strip_suffix('"')?.to_string());
+            return Some(
+                v.strip_prefix("version = \"")?
+                    .strip_suffix('"')?
+                    .to_string(),
+            );
         }
     }
     None
@@ -39,7 +43,8 @@ pub fn mimalloc_version(header: &str) -> Option<String> {
 pub fn crate_source(name: &str) -> Result<(String, PathBuf), String> {
     let root = cmd::root();
     let lock_path = root.join("Cargo.lock");
-    let lock = fs::read_to_string(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let lock =
+        fs::read_to_string(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
     let version = locked_version(&lock, name)
         .ok_or_else(|| format!("{name} is not in Cargo.lock (alloc-bench depends on it)"))?;
     let find = || -> Option<PathBuf> {
@@ -61,9 +66,9 @@ pub fn crate_source(name: &str) -> Result<(String, PathBuf), String> {
     }
     // Downloads and unpacks every crate of the lock file (one call, then all are there).
     cmd::run(cmd::cargo().args(["fetch", "--quiet"]))?;
-    find()
-        .map(|d| (version.clone(), d))
-        .ok_or_else(|| format!("{name}-{version}: not found under $CARGO_HOME/registry/src after `cargo fetch`"))
+    find().map(|d| (version.clone(), d)).ok_or_else(|| {
+        format!("{name}-{version}: not found under $CARGO_HOME/registry/src after `cargo fetch`")
+    })
 }
 
 /// A peer built for preloading.
@@ -81,7 +86,10 @@ pub enum MiLine {
 }
 
 fn out_dir() -> PathBuf {
-    cmd::root().join("target").join("pagebreak-bench").join("peers")
+    cmd::root()
+        .join("target")
+        .join("pagebreak-bench")
+        .join("peers")
 }
 
 /// Compiles `cmd` into `out` unless `out` already exists (the registry's sources of one
@@ -133,7 +141,9 @@ pub fn mimalloc(line: MiLine) -> Result<Built, String> {
     build_once(&so, &mut c)?;
     Ok(Built {
         so,
-        what: format!("mimalloc {version}, built from the sources in libmimalloc-sys {crate_version}"),
+        what: format!(
+            "mimalloc {version}, built from the sources in libmimalloc-sys {crate_version}"
+        ),
     })
 }
 
@@ -194,7 +204,11 @@ fn snmalloc_variant(valgrind: bool) -> Result<Built, String> {
     .args(if valgrind {
         // x86-64's AAL defines SNMALLOC_VA_BITS_64 too, but after the size-class
         // configuration that the workaround keys on has been read.
-        &["-DSNMALLOC_QEMU_WORKAROUND", "-DSNMALLOC_VA_BITS_64", "-Wno-error"][..]
+        &[
+            "-DSNMALLOC_QEMU_WORKAROUND",
+            "-DSNMALLOC_VA_BITS_64",
+            "-Wno-error",
+        ][..]
     } else {
         &[]
     })
@@ -416,7 +430,8 @@ mod tests {
 
     #[test]
     fn reads_versions() {
-        let lock = "[[package]]\nname = \"libmimalloc-sys\"\nversion = \"0.1.49\"\nsource = \"x\"\n\n\
+        let lock =
+            "[[package]]\nname = \"libmimalloc-sys\"\nversion = \"0.1.49\"\nsource = \"x\"\n\n\
                     [[package]]\nname = \"mimalloc\"\nversion = \"0.1.52\"\n";
         assert_eq!(locked_version(lock, "mimalloc").as_deref(), Some("0.1.52"));
         assert_eq!(

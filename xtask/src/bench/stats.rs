@@ -174,7 +174,11 @@ impl Table {
                 .copied()
                 .filter(|&c| self.rows.iter().any(|r| r.cells[c].summary().is_some()))
                 .max_by_key(|&c| {
-                    let n = self.rows.iter().filter(|r| r.cells[c].summary().is_some()).count();
+                    let n = self
+                        .rows
+                        .iter()
+                        .filter(|r| r.cells[c].summary().is_some())
+                        .count();
                     // max_by_key keeps the last of equals; the negated index keeps the first.
                     (n, std::cmp::Reverse(c))
                 });
@@ -324,12 +328,22 @@ pub(super) mod tests {
             baseline: 0,
             rows: vec![
                 // b is 2x faster here, a 1.5x faster on the next: b wins on the geomean.
-                row("w1", vec![summary(1.0, 1.0), summary(4.0, 1.0), summary(2.0, 1.0)]),
-                row("w2", vec![summary(1.0, 1.0), summary(2.0, 1.0), summary(3.0, 1.0)]),
+                row(
+                    "w1",
+                    vec![summary(1.0, 1.0), summary(4.0, 1.0), summary(2.0, 1.0)],
+                ),
+                row(
+                    "w2",
+                    vec![summary(1.0, 1.0), summary(2.0, 1.0), summary(3.0, 1.0)],
+                ),
                 // a failed here: the row does not count, however fast b was.
                 row(
                     "w3",
-                    vec![summary(1.0, 1.0), Cell::Failed("x".into()), summary(100.0, 1.0)],
+                    vec![
+                        summary(1.0, 1.0),
+                        Cell::Failed("x".into()),
+                        summary(100.0, 1.0),
+                    ],
                 ),
             ],
         };

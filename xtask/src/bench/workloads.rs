@@ -163,35 +163,40 @@ pub fn prepare(
     allocators: &[Allocator],
     args: &[String],
 ) -> Result<Vec<Result<Invocation, String>>, String> {
-    let preloaded = |argv: Vec<String>, env: Vec<(String, String)>| -> Vec<Result<Invocation, String>> {
-        allocators
-            .iter()
-            .map(|a| match &a.load {
-                Load::Preload(so) => Ok(Invocation {
-                    argv: argv.clone(),
-                    preload: Some(so.clone()),
-                    env: env.clone(),
-                }),
-                Load::Native => Ok(Invocation {
-                    argv: argv.clone(),
-                    preload: None,
-                    env: env.clone(),
-                }),
-                Load::Broken(e) => Err(e.clone()),
-            })
-            .collect()
-    };
+    let preloaded =
+        |argv: Vec<String>, env: Vec<(String, String)>| -> Vec<Result<Invocation, String>> {
+            allocators
+                .iter()
+                .map(|a| match &a.load {
+                    Load::Preload(so) => Ok(Invocation {
+                        argv: argv.clone(),
+                        preload: Some(so.clone()),
+                        env: env.clone(),
+                    }),
+                    Load::Native => Ok(Invocation {
+                        argv: argv.clone(),
+                        preload: None,
+                        env: env.clone(),
+                    }),
+                    Load::Broken(e) => Err(e.clone()),
+                })
+                .collect()
+        };
     let with_args = |mut v: Vec<String>| {
         v.extend(args.iter().cloned());
         v
     };
     match w.program {
         Program::C(stem) => Ok(preloaded(
-            with_args(vec![compile(root, bin, stem, Lang::C)?.display().to_string()]),
+            with_args(vec![compile(root, bin, stem, Lang::C)?
+                .display()
+                .to_string()]),
             vec![],
         )),
         Program::Cxx(stem) => Ok(preloaded(
-            with_args(vec![compile(root, bin, stem, Lang::Cxx)?.display().to_string()]),
+            with_args(vec![compile(root, bin, stem, Lang::Cxx)?
+                .display()
+                .to_string()]),
             vec![],
         )),
         Program::Python(script) => {
@@ -209,7 +214,9 @@ pub fn prepare(
                 .iter()
                 .map(|a| {
                     let own = match rust_feature(&a.name) {
-                        Some(Some(feature)) => Some(build_rust_workload(bin, &a.name, Some(feature))?),
+                        Some(Some(feature)) => {
+                            Some(build_rust_workload(bin, &a.name, Some(feature))?)
+                        }
                         Some(None) => Some(system.clone()),
                         None => None,
                     };
@@ -236,7 +243,11 @@ pub fn prepare(
 /// Builds alloc-bench/rust-workload with one allocator feature (None: `System`) and copies
 /// the binary to `bin/rust-workload-<allocator>`. Cargo keeps each feature set's build, so
 /// after the first run this is a few seconds.
-fn build_rust_workload(bin: &Path, allocator: &str, feature: Option<&str>) -> Result<PathBuf, String> {
+fn build_rust_workload(
+    bin: &Path,
+    allocator: &str,
+    feature: Option<&str>,
+) -> Result<PathBuf, String> {
     eprintln!("bench: building rust-workload for {allocator}");
     let mut c = cmd::cargo();
     c.args([
@@ -343,7 +354,10 @@ mod tests {
     #[test]
     fn oversubscribed_rows_get_four_threads_per_core() {
         assert_eq!(workload_args(&["1000", "{threads}"], 2), ["1000", "8"]);
-        assert_eq!(workload_args(&["4000", "{half}", "{half}"], 2), ["4000", "4", "4"]);
+        assert_eq!(
+            workload_args(&["4000", "{half}", "{half}"], 2),
+            ["4000", "4", "4"]
+        );
         assert_eq!(workload_args(&["12", "{threads}"], 1), ["12", "4"]);
         let over = WORKLOADS.iter().filter(|w| w.name.ends_with("-oversub"));
         for w in over {
@@ -375,7 +389,10 @@ mod tests {
         };
         let allocators = [
             alloc("glibc", Load::Native),
-            alloc("mimalloc-deb", Load::Preload("/lib/libmimalloc.so.2".into())),
+            alloc(
+                "mimalloc-deb",
+                Load::Preload("/lib/libmimalloc.so.2".into()),
+            ),
             alloc("snmalloc", Load::Broken("build failed".into())),
         ];
         let Ok(inv) = prepare(&cmd::root(), &bin, &w, &allocators, &["3".into()]) else {
@@ -386,7 +403,10 @@ mod tests {
         assert_eq!(ok.argv.last().map(String::as_str), Some("3"));
         assert_eq!(ok.env, [("PYTHONMALLOC".to_string(), "malloc".to_string())]);
         let pre = inv[1].as_ref().unwrap();
-        assert_eq!(pre.preload.as_deref(), Some(Path::new("/lib/libmimalloc.so.2")));
+        assert_eq!(
+            pre.preload.as_deref(),
+            Some(Path::new("/lib/libmimalloc.so.2"))
+        );
         assert_eq!(inv[2], Err("build failed".to_string()));
     }
 
@@ -397,8 +417,14 @@ mod tests {
         }
         let manifest =
             fs::read_to_string(cmd::root().join("alloc-bench/rust-workload/Cargo.toml")).unwrap();
-        for f in super::super::ALL_ALLOCATORS.iter().filter_map(|a| rust_feature(a).flatten()) {
-            assert!(manifest.contains(&format!("\n{f} = [")), "feature {f} in Cargo.toml");
+        for f in super::super::ALL_ALLOCATORS
+            .iter()
+            .filter_map(|a| rust_feature(a).flatten())
+        {
+            assert!(
+                manifest.contains(&format!("\n{f} = [")),
+                "feature {f} in Cargo.toml"
+            );
         }
     }
 }
