@@ -6,23 +6,26 @@
 //!
 //! # Layout
 //!
-//! One span from the page source, reserved once: the slot records, then `slots` slots of
-//! `data_pages + 1` pages each, every slot a guard page followed by its data pages, and one
-//! last guard page. Every data region therefore has a guard page on both sides.
+//! One span from the page source, reserved once: the slot records, then `slots` slots, each
+//! a guard region followed by a data region of the same size (the largest eligible request
+//! rounded up to a power of two, at least a page), and one last guard page. Every data region
+//! has a guard on both sides, and ends on a multiple of twice its size, so a block of any
+//! alignment up to the region size can be placed against either guard.
 //!
 //! ```text
-//! [records][G D D D D][G D D D D] ... [G D D D D][G]
+//! [records][G G G G D D D D][G G G G D D D D] ... [G G G G D D D D][G]
 //! ```
 //!
-//! A block is right-aligned (its end is the end of the data region, rounded to 16 bytes or
-//! its alignment: reading or writing one byte past the usable size faults), or left-aligned
-//! (starts at the data region: an underflow faults). Only the pages the block touches are
-//! made accessible; the rest of the data region stays inaccessible.
+//! A block is right-aligned (its end is the end of the data region, the request rounded up
+//! to 16 bytes or its alignment: reading or writing one byte past the usable size faults), or
+//! left-aligned (starts at the data region: an underflow faults). Only the pages the block
+//! touches are made accessible; the rest stays inaccessible. Inaccessible address space costs
+//! no memory: the default pool is 8 MiB of it.
 //!
 //! # Cost
 //!
-//! Bounded whatever the program does: the pool is reserved once (`slots` x 20 KiB of address
-//! space by default, only live blocks' pages resident). When too few slots are free the
+//! Bounded whatever the program does: the pool is reserved once (256 slots of 32 KiB of
+//! address space by default, only live blocks' pages resident). When too few slots are free the
 //! allocation falls back to a normal block. Frees keep the most recent `slots / 8` slots (at
 //! least) in a FIFO quarantine, inaccessible.
 //!
@@ -48,8 +51,8 @@ pub const STACK_FRAMES: usize = 16;
 pub const DEFAULT_SLOTS: usize = 256;
 /// Default largest eligible request (bytes).
 pub const DEFAULT_MAX_SIZE: usize = 16 << 10;
-/// Most slots a pool may have (slot numbers are kept in `u32`s; 64 Ki slots of 20 KiB are
-/// 1.25 GiB of address space, far more than anyone should want).
+/// Most slots a pool may have (64 Ki slots of 32 KiB are 2 GiB of address space, far more
+/// than anyone should want).
 pub const MAX_SLOTS: usize = 1 << 16;
 /// Largest `max_size` accepted (1 MiB).
 pub const MAX_MAX_SIZE: usize = 1 << 20;
@@ -59,7 +62,7 @@ pub const MAX_MAX_SIZE: usize = 1 << 20;
 pub struct GuardedConfig {
     /// Slots in the pool (1 to [`MAX_SLOTS`]).
     pub slots: usize,
-    /// Largest eligible request, rounded up to whole pages (1 byte to [`MAX_MAX_SIZE`]).
+    /// Largest eligible request (1 byte to [`MAX_MAX_SIZE`]).
     pub max_size: usize,
     /// Blocks start at the beginning of their data region (catches underflows) instead of
     /// ending at its end (catches overflows).
@@ -217,12 +220,13 @@ struct Geometry {
     /// The span (records first).
     span: *mut u8,
     span_size: usize,
-    /// Offset of slot 0's guard page in the span.
+    /// Offset of slot 0's guard region in the span (a multiple of `stride`).
     first: usize,
-    /// Bytes per slot: a guard page and the data pages.
+    /// Bytes per slot: a guard region and a data region, `data_bytes` each.
     stride: usize,
     slots: usize,
     data_bytes: usize,
+    max_size: usize,
     left: bool,
     records: *const SlotRecord,
 }
@@ -230,7 +234,7 @@ struct Geometry {
 impl Geometry {
     /// Offset of slot `i`'s data region in the span.
     fn data_offset(&self, i: usize) -> usize {
-        self.first + i * self.stride + PAGE_SIZE
+        self.first + i * self.stride + self.data_bytes
     }
 
     /// # Safety
@@ -246,8 +250,8 @@ impl Geometry {
         addr >= start && addr < start + self.slots * self.stride + PAGE_SIZE
     }
 
-    /// The slot whose data region or leading guard holds `addr` (the last guard counts as
-    /// slot `slots`), and the offset within it.
+    /// The slot whose data region or leading guard region holds `addr` (the last guard page
+    /// counts as slot `slots`), and the offset within it.
     fn slot_of(&self, addr: usize) -> (usize, usize) {
         let rel = addr - (self.span as usize + self.first);
         (rel / self.stride, rel % self.stride)
@@ -343,6 +347,7 @@ impl GuardedPool {
                 stride: 0,
                 slots: 0,
                 data_bytes: 0,
+                max_size: 0,
                 left: false,
                 records: ptr::null(),
             }),
@@ -407,10 +412,11 @@ impl GuardedPool {
         map: &SegmentMap,
         config: GuardedConfig,
     ) -> bool {
-        let data_bytes = align_up(config.max_size, PAGE_SIZE).unwrap_or(MAX_MAX_SIZE);
-        let stride = data_bytes + PAGE_SIZE;
+        let data_bytes = config.max_size.next_power_of_two().max(PAGE_SIZE);
+        let stride = 2 * data_bytes;
         let meta = config.slots * (core::mem::size_of::<SlotRecord>() + 4);
-        let Some(first) = align_up(meta, PAGE_SIZE) else {
+        // The span is SEGMENT_SIZE-aligned and stride divides it: slots start stride-aligned.
+        let Some(first) = align_up(meta, stride) else {
             return false;
         };
         // Whole 4 MiB chunks: the map marks chunks, and no other block may share one.
@@ -484,6 +490,7 @@ impl GuardedPool {
                 stride,
                 slots: config.slots,
                 data_bytes,
+                max_size: config.max_size,
                 left: config.left_aligned,
                 records,
             };
@@ -492,7 +499,8 @@ impl GuardedPool {
     }
 
     /// A guarded block of `size` bytes aligned to `align`, or null: pool off, request not
-    /// eligible (too big, aligned past a page), pool full, or the source failed.
+    /// eligible (bigger than a data region once rounded up to `align`), pool full, or the
+    /// source failed.
     ///
     /// # Safety
     ///
@@ -507,7 +515,7 @@ impl GuardedPool {
         let Some(g) = self.geometry() else {
             return ptr::null_mut();
         };
-        if align > PAGE_SIZE {
+        if size > g.max_size || align > g.data_bytes {
             return ptr::null_mut();
         }
         let usable = match align_up(size.max(1), align.max(16)) {

@@ -176,9 +176,17 @@ fn right_aligned_against_the_guard_page() {
             assert_eq!(fault.kind, FaultKind::UseAfterFree);
             assert!(!fault.block.unwrap().live);
         }
-        // Not eligible: too big, aligned past a page.
+        // Aligned past a page: still against the guard.
+        let p = alloc.guarded_alloc(8192, 8192, false);
+        assert_eq!(p as usize % 8192, 0);
+        assert!(!src.accessible(p as usize + 8192) && src.all_accessible(p as usize, 8192));
+        alloc.free(heap, p);
+        let p = alloc.guarded_alloc(9000, 8192, false);
+        assert_eq!((p as usize % 8192, alloc.usable_size(p)), (0, 16384));
+        alloc.free(heap, p);
+        // Not eligible: too big, or aligned past the data region.
         assert!(alloc.guarded_alloc(16385, 16, false).is_null());
-        assert!(alloc.guarded_alloc(16, 8192, false).is_null());
+        assert!(alloc.guarded_alloc(16, 32768, false).is_null());
         // Not ours at all.
         assert!(alloc.guarded_fault(0x1000).is_none());
         let q = alloc.malloc(heap, 64);
@@ -323,8 +331,9 @@ fn realloc_calloc_and_stacks() {
 fn wild_access_between_unused_slots() {
     let (alloc, _, _) = setup(small(8));
     let p = unsafe { alloc.guarded_alloc(16, 16, false) } as usize;
-    // Slot 0's block is at the end of its data region; slot 3 is far and never used.
-    let far = p + 3 * (16 << 10) + 3 * PAGE_SIZE + 100;
+    // Slot 0's block is at the end of its data region; slot 3 (32 KiB a slot) is far and
+    // never used.
+    let far = p + 3 * (32 << 10) + 100;
     let fault = alloc.guarded_fault(far).unwrap();
     assert_eq!(fault.kind, FaultKind::Wild);
     assert!(fault.block.is_none());
