@@ -6,11 +6,12 @@ use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::checks::{report, Call, Misuse, MisuseKind};
+use crate::guarded::GuardedPool;
 use crate::heap::{bump, Heap};
 use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO, DELAY_USE};
 use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
 use crate::segment_map::{
-    is_pages, slot_shift, SegmentMap, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K,
+    is_pages, slot_shift, SegmentMap, GUARDED, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K,
 };
 use crate::size_class::{aligned_class, class_size, PageKind, DIRECT_MAX, LARGE_MAX, NUM_CLASSES};
 use crate::source::{PageSource, Span};
@@ -70,6 +71,8 @@ pub struct Allocator<S: PageSource> {
     cache: SpinLock<SpanCache>,
     cache_deadline: AtomicU64,
     counters: Counters,
+    /// Sampled blocks on guarded pages (off unless enabled).
+    pub(crate) guarded: GuardedPool,
 }
 
 impl<S: PageSource> Allocator<S> {
@@ -102,6 +105,7 @@ impl<S: PageSource> Allocator<S> {
                 orphan_class_live: [const { AtomicUsize::new(0) }; NUM_CLASSES],
                 heaps: AtomicUsize::new(0),
             },
+            guarded: GuardedPool::new(),
         }
     }
 
@@ -562,6 +566,10 @@ impl<S: PageSource> Allocator<S> {
         if p.is_null() {
             return;
         }
+        if entry == GUARDED {
+            // SAFETY: the map says the guarded pool holds `p`; it validates `p` itself.
+            return unsafe { self.guarded.free(&self.source, p, call) };
+        }
         // SAFETY: `large_header` validates before anything is written.
         unsafe {
             let hdr = self.large_header(p, entry, call);
@@ -706,6 +714,9 @@ impl<S: PageSource> Allocator<S> {
                 }
                 return (*page).block_size;
             }
+            if entry == GUARDED {
+                return self.guarded.usable_size(p, call);
+            }
             let hdr = self.large_header(p, entry, call);
             large_usable(&*hdr)
         }
@@ -733,7 +744,7 @@ impl<S: PageSource> Allocator<S> {
             }
             let old = self.checked_size(p, Call::Realloc);
             let entry = self.map.get(p as usize);
-            let large = !is_pages(entry);
+            let large = !is_pages(entry) && entry != GUARDED;
             if large {
                 // In place while the span holds the new size and at least half of it is used
                 // (a cached span may be up to 25% larger than its first use needed).
@@ -750,7 +761,7 @@ impl<S: PageSource> Allocator<S> {
                         return q;
                     }
                 }
-            } else if size <= old && (size >= old / 2 || old <= 64) {
+            } else if entry != GUARDED && size <= old && (size >= old / 2 || old <= 64) {
                 // Keep the block if it fits and would not waste more than half of it.
                 return p;
             }
@@ -1104,6 +1115,7 @@ impl<S: PageSource> Allocator<S> {
         self.pool.raw_lock();
         self.abandoned.raw_lock();
         self.cache.raw_lock();
+        self.guarded.before_fork();
         self.source.before_fork();
     }
 
@@ -1116,6 +1128,7 @@ impl<S: PageSource> Allocator<S> {
         // SAFETY: before_fork took each lock; we release each once.
         unsafe {
             self.source.after_fork();
+            self.guarded.after_fork(false);
             self.cache.raw_unlock();
             self.abandoned.raw_unlock();
             self.pool.raw_unlock();
@@ -1131,6 +1144,7 @@ impl<S: PageSource> Allocator<S> {
         // SAFETY: the child is single-threaded: nobody else holds or waits for these locks.
         unsafe {
             self.source.after_fork();
+            self.guarded.after_fork(true);
             self.cache.force_unlock();
             self.abandoned.force_unlock();
             self.pool.force_unlock();

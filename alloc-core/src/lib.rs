@@ -13,6 +13,7 @@
 //! * [`heap`]: thread-owned page queues; the malloc and free fast paths.
 //! * [`Allocator`]: state heaps share (abandoned segments, the span cache, counters).
 //! * [`checks`]: what misuse is detected and how it is reported.
+//! * [`guarded`]: sampled blocks on pages of their own, against guard pages.
 //! * [`stats`]: counters snapshots; [`view`]: a picture of the segments (heapmap).
 //!
 //! # Example
@@ -38,6 +39,7 @@
 
 mod allocator;
 pub mod checks;
+pub mod guarded;
 pub mod heap;
 mod page;
 mod segment;
@@ -52,6 +54,7 @@ pub mod view;
 
 pub use allocator::{Allocator, DEFAULT_PURGE_DELAY_MS, MAX_ALIGN, MAX_ALLOC};
 pub use checks::{Call, Misuse, MisuseKind};
+pub use guarded::{FaultKind, GuardedBlock, GuardedConfig, GuardedFault, GuardedStats};
 pub use heap::{EmptyHeap, Heap};
 pub use source::{PageSource, SourceError, Span, PAGE_SIZE};
 pub use static_source::StaticSource;

@@ -49,12 +49,16 @@
 compile_error!("pagebreak needs a page source: enable feature `mmap` or `brk` (or both).");
 
 mod arena;
+mod backtrace;
+mod fault;
 mod global;
+mod guarded;
 mod heapmap;
 mod instance;
 mod options;
 mod report;
 mod stats_print;
+mod symbolize;
 #[cfg(feature = "tracing")]
 mod trace;
 

@@ -9,6 +9,7 @@ mod heapmap;
 mod install;
 mod limits;
 mod misuse;
+mod profile;
 mod programs;
 mod run;
 mod test;
@@ -30,6 +31,9 @@ commands:
         install lib/libpagebreak.{so,a}, include/pagebreak.h, lib/pkgconfig/pagebreak.pc
   heapmap [--backend mmap|brk] -- PROGRAM ARGS...
         run PROGRAM preloaded; draw its heap at exit to target/pagebreak-heapmap.svg
+  profile [--backend mmap|brk] [--interval BYTES] [--alloc_space] [-o DIR] -- PROGRAM ARGS...
+        run PROGRAM preloaded with heap profiling on; write a flame graph (SVG) and a
+        pprof profile of it with pagebreak-prof, print the top list and both paths
   misuse [--backend mmap|brk] [NAME...]
         only the deliberate-misuse programs in tests/misuse (each must abort with its report)
   limits [--backend mmap|brk|glibc] [NAME...]
@@ -58,6 +62,7 @@ fn main() {
         "limits" => limits::main(rest),
         "install" => install::main(rest),
         "heapmap" => heapmap::main(rest),
+        "profile" => profile::main(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
