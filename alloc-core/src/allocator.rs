@@ -186,7 +186,9 @@ impl<S: PageSource> Allocator<S> {
             (*heap).live = true;
             (*heap).secret = secret;
             (*heap).key = secret ^ crate::util::mix64(heap as u64) as usize;
-            (*heap).sampler = self.sampling.sampler(crate::util::mix64((*heap).key as u64));
+            (*heap).sampler = self
+                .sampling
+                .sampler(crate::util::mix64((*heap).key as u64));
         }
         self.counters.heaps.fetch_add(1, Ordering::Relaxed);
         heap
@@ -390,11 +392,19 @@ impl<S: PageSource> Allocator<S> {
             }
             if let Some(class) = aligned_class(size, align) {
                 let block_size = class_size(class);
+                // A sample taken inside records the request, not the class chosen for it.
+                let sampling = (*heap).sampler.active;
+                if sampling {
+                    (*heap).sampler.aligned_request = (size, align);
+                }
                 let p = if zero {
                     self.zalloc(heap, block_size)
                 } else {
                     self.malloc(heap, block_size)
                 };
+                if sampling {
+                    (*heap).sampler.aligned_request = (0, 0);
+                }
                 debug_assert!((p as usize).is_multiple_of(align));
                 return p;
             }

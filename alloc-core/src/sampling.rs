@@ -82,6 +82,9 @@ pub(crate) struct Sampler {
     interval: u64,
     guard_every: u64,
     rng: u64,
+    /// (size, alignment) of the aligned request being served, (0, 0) otherwise: what a
+    /// sample records instead of the class size it was rounded to.
+    pub(crate) aligned_request: (usize, usize),
 }
 
 impl Sampler {
@@ -93,6 +96,7 @@ impl Sampler {
         interval: 0,
         guard_every: 0,
         rng: 0,
+        aligned_request: (0, 0),
     };
 
     /// A sampler with mean `interval` bytes between profile samples and about one guarded
@@ -105,6 +109,7 @@ impl Sampler {
             interval,
             guard_every,
             rng: seed,
+            aligned_request: (0, 0),
         };
         s.bytes_left = s.draw_bytes();
         s.blocks_left = s.draw_blocks();
@@ -292,9 +297,10 @@ impl<S: PageSource> Allocator<S> {
 
     /// Install what sampled allocations call. Sampling stays off until this is set.
     pub fn set_sample_hooks(&self, hooks: &'static SampleHooks) {
-        self.sampling
-            .hooks
-            .store(hooks as *const SampleHooks as *mut SampleHooks, Ordering::Release);
+        self.sampling.hooks.store(
+            hooks as *const SampleHooks as *mut SampleHooks,
+            Ordering::Release,
+        );
     }
 
     /// Serve a sampled allocation: a guarded block or a profiled one. Null when neither took
@@ -316,6 +322,11 @@ impl<S: PageSource> Allocator<S> {
             return ptr::null_mut();
         };
         let align = sample_align(size);
+        // What the caller asked for (an aligned request was rounded up to a class).
+        let (requested, requested_align) = match heap.sampler.aligned_request {
+            (0, 0) => (size, 16),
+            request => request,
+        };
         if kind & SAMPLE_PROFILE != 0 {
             let usable = if size <= crate::size_class::LARGE_MAX {
                 class_size(class_of(size.max(1)))
@@ -332,7 +343,7 @@ impl<S: PageSource> Allocator<S> {
             if p.is_null() {
                 return p;
             }
-            let token = (hooks.record)(p, size, align);
+            let token = (hooks.record)(p, requested, requested_align);
             // SAFETY: `p` is the block we just made, known to be in a home slot or a large
             // block with the header LARGE_HEADER or `align` bytes below it.
             unsafe { self.set_token(p, usable, align, token) };
@@ -340,7 +351,7 @@ impl<S: PageSource> Allocator<S> {
         }
         if kind & SAMPLE_GUARD != 0 {
             if let Some(guarded) = hooks.guarded {
-                return guarded(size, align, zero);
+                return guarded(requested, requested_align, zero);
             }
         }
         ptr::null_mut()
@@ -441,7 +452,7 @@ impl<S: PageSource> Allocator<S> {
                     HomeSegment {
                         header: SegmentHeader::new(KIND_SAMPLED, HOME_SLOT_SHIFT as u8, span.size),
                         next: ptr::null_mut(),
-                        free: u64::MAX & !1,
+                        free: !1,
                         slots: [HomeSlot {
                             usable: 0,
                             token: 0,

@@ -12,8 +12,10 @@ use std::sync::Mutex;
 use alloc_core::{Allocator, Heap, SampleHooks};
 use common::StdSource;
 
-/// Live records: token -> (address, size, align).
-static LIVE: Mutex<Option<HashMap<usize, (usize, usize, usize)>>> = Mutex::new(None);
+/// A recorded sample: address, size, alignment.
+type Sample = (usize, usize, usize);
+/// Live records by token.
+static LIVE: Mutex<Option<HashMap<usize, Sample>>> = Mutex::new(None);
 static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(1);
 static RECORDED: AtomicUsize = AtomicUsize::new(0);
 static FORGOTTEN: AtomicUsize = AtomicUsize::new(0);
@@ -32,7 +34,10 @@ fn record(ptr: *mut u8, size: usize, align: usize) -> usize {
 fn forget(token: usize) {
     FORGOTTEN.fetch_add(1, Ordering::Relaxed);
     let gone = LIVE.lock().unwrap().as_mut().unwrap().remove(&token);
-    assert!(gone.is_some(), "token {token} forgotten twice or never recorded");
+    assert!(
+        gone.is_some(),
+        "token {token} forgotten twice or never recorded"
+    );
 }
 
 fn guarded(_size: usize, _align: usize, _zero: bool) -> *mut u8 {
@@ -56,7 +61,10 @@ fn live_addresses() -> Vec<usize> {
         .map_or(Vec::new(), |m| m.values().map(|v| v.0).collect())
 }
 
-fn allocator(interval: u64, guard_every: u64) -> (&'static Allocator<&'static StdSource>, *mut Heap) {
+fn allocator(
+    interval: u64,
+    guard_every: u64,
+) -> (&'static Allocator<&'static StdSource>, *mut Heap) {
     let source: &'static StdSource = Box::leak(Box::new(StdSource::new()));
     let alloc: &'static Allocator<&'static StdSource> = Box::leak(Box::new(Allocator::new(source)));
     alloc.set_profile_interval(interval);
@@ -81,7 +89,9 @@ fn profiled_blocks_are_recorded_once_and_keep_contents() {
     let mut expected = 0f64;
     let mut rng = 1u64;
     for i in 0..ROUNDS {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let size = 1 + (rng >> 40) as usize % 2000;
         // SAFETY: a live heap of this thread; blocks are written within their size.
         unsafe {
@@ -110,11 +120,17 @@ fn profiled_blocks_are_recorded_once_and_keep_contents() {
     for (p, size, fill) in blocks {
         // SAFETY: live blocks written above.
         unsafe {
-            assert!((0..size).all(|j| *p.add(j) == fill), "contents of {p:?} changed");
+            assert!(
+                (0..size).all(|j| *p.add(j) == fill),
+                "contents of {p:?} changed"
+            );
             alloc.free(heap, p);
         }
     }
-    assert_eq!(FORGOTTEN.load(Ordering::Relaxed) - forgotten_before, recorded);
+    assert_eq!(
+        FORGOTTEN.load(Ordering::Relaxed) - forgotten_before,
+        recorded
+    );
 }
 
 #[test]
@@ -204,5 +220,8 @@ fn guard_samples_reach_the_guard_hook() {
     let calls = GUARD_CALLS.load(Ordering::Relaxed) - before;
     let lo = n / 10 * 8 / 10;
     let hi = n / 10 * 12 / 10 + 2;
-    assert!((lo..hi).contains(&calls), "{calls} guard calls for {n} allocations");
+    assert!(
+        (lo..hi).contains(&calls),
+        "{calls} guard calls for {n} allocations"
+    );
 }

@@ -137,6 +137,16 @@ macro_rules! define_instance {
                 unsafe { ptr::addr_of_mut!(OPTIONS).write(options) };
                 ALLOC.set_purge_delay_ms(options.purge_delay_ms);
                 crate::$configure(ALLOC.source(), &options);
+                if options.profile_interval != 0
+                    && crate::profile::start(
+                        options.profile_interval,
+                        options.profile_path,
+                        options.profile_signal,
+                    )
+                {
+                    ALLOC.set_profile_interval(options.profile_interval);
+                    ALLOC.set_sample_hooks(&crate::profile::HOOKS);
+                }
                 alloc_core::checks::set_misuse_handler(crate::report::abort_on_misuse);
                 let mut key: libc::pthread_key_t = 0;
                 // SAFETY: plain libc calls with valid arguments.
@@ -258,6 +268,9 @@ macro_rules! define_instance {
                 let p = unsafe { ALLOC.malloc_slow(heap, size, zero) };
                 #[cfg(feature = "tracing")]
                 crate::trace::after_call(BACKEND, before, ALLOC.source_counters(), size, p.is_null());
+                if p.is_null() {
+                    crate::profile::on_oom();
+                }
                 p
             }
 
@@ -285,6 +298,9 @@ macro_rules! define_instance {
                 let p = unsafe { ALLOC.malloc_aligned(heap, size, align, zero) };
                 #[cfg(feature = "tracing")]
                 crate::trace::after_call(BACKEND, before, ALLOC.source_counters(), size, p.is_null());
+                if p.is_null() {
+                    crate::profile::on_oom();
+                }
                 p
             }
 
@@ -315,6 +331,9 @@ macro_rules! define_instance {
                 let q = unsafe { ALLOC.realloc(heap, p, size, align) };
                 #[cfg(feature = "tracing")]
                 crate::trace::after_call(BACKEND, before, ALLOC.source_counters(), size, q.is_null());
+                if q.is_null() {
+                    crate::profile::on_oom();
+                }
                 q
             }
 

@@ -24,6 +24,14 @@ pub struct Options {
     /// `PAGEBREAK_HEAPMAP`: write a heap picture to this path at exit and on `SIGUSR2`
     /// (points into the environment; null when unset).
     pub heapmap: *const c_char,
+    /// `PAGEBREAK_PROFILE`: heap profiling's mean sampling interval in bytes (0: off; `1` or
+    /// `on`: 512 KiB).
+    pub profile_interval: u64,
+    /// `PAGEBREAK_PROFILE_PATH`: where profiles are written (points into the environment;
+    /// null: `pagebreak-<pid>.prof` in the working directory).
+    pub profile_path: *const c_char,
+    /// `PAGEBREAK_PROFILE_SIGNAL`: the signal that writes a profile (default SIGUSR1; 0: none).
+    pub profile_signal: i32,
 }
 
 impl Options {
@@ -34,6 +42,9 @@ impl Options {
         show_stats: false,
         verbose: false,
         heapmap: core::ptr::null(),
+        profile_interval: 0,
+        profile_path: core::ptr::null(),
+        profile_signal: libc::SIGUSR1,
     };
 
     /// Read the environment. A value that does not parse gets a one-line warning on stderr
@@ -52,6 +63,8 @@ impl Options {
                 if let Some(rest) = bytes.strip_prefix(b"PAGEBREAK_") {
                     if rest.starts_with(b"HEAPMAP=") && rest.len() > 8 {
                         options.heapmap = (*entry).add(b"PAGEBREAK_HEAPMAP=".len());
+                    } else if rest.starts_with(b"PROFILE_PATH=") && rest.len() > 13 {
+                        options.profile_path = (*entry).add(b"PAGEBREAK_PROFILE_PATH=".len());
                     } else {
                         options.apply(rest);
                     }
@@ -73,6 +86,13 @@ impl Options {
             b"HUGE_PAGES" => parse_bool(value).map(|v| self.huge_pages = v).is_some(),
             b"SHOW_STATS" => parse_bool(value).map(|v| self.show_stats = v).is_some(),
             b"VERBOSE" => parse_bool(value).map(|v| self.verbose = v).is_some(),
+            b"PROFILE" => parse_interval(value)
+                .map(|v| self.profile_interval = v)
+                .is_some(),
+            b"PROFILE_SIGNAL" => parse_u64(value)
+                .filter(|&v| v < 65)
+                .map(|v| self.profile_signal = v as i32)
+                .is_some(),
             _ => {
                 warn(b"unknown option PAGEBREAK_", name, b"ignored");
                 return;
@@ -86,10 +106,11 @@ impl Options {
     /// Print the options in force (`PAGEBREAK_VERBOSE=1`).
     pub fn print(&self, backend: &str) {
         let mut line = LineBuf::new();
-        let _ = writeln!(
+        let _ =
+            writeln!(
             line,
-            "pagebreak: backend={backend} purge_delay_ms={} huge_pages={} show_stats={}",
-            self.purge_delay_ms, self.huge_pages as u8, self.show_stats as u8
+            "pagebreak: backend={backend} purge_delay_ms={} huge_pages={} show_stats={} profile={}",
+            self.purge_delay_ms, self.huge_pages as u8, self.show_stats as u8, self.profile_interval
         );
         line.write_stderr();
     }
@@ -116,6 +137,16 @@ fn parse_u64(value: &[u8]) -> Option<u64> {
     })
 }
 
+/// A sampling interval: `1`/`on`/`true`/`yes` is the default (512 KiB), `0`/`off`/... is
+/// off, a number above 1 is the interval in bytes.
+fn parse_interval(value: &[u8]) -> Option<u64> {
+    match parse_bool(value) {
+        Some(true) => Some(crate::profile::DEFAULT_INTERVAL),
+        Some(false) => Some(0),
+        None => parse_u64(value),
+    }
+}
+
 fn parse_bool(value: &[u8]) -> Option<bool> {
     match value {
         b"1" | b"true" | b"yes" | b"on" => Some(true),
@@ -136,6 +167,15 @@ mod tests {
         o.apply(b"SHOW_STATS=yes");
         assert_eq!(o.purge_delay_ms, 250);
         assert!(o.huge_pages && o.show_stats && !o.verbose);
+        assert_eq!(o.profile_interval, 0);
+        o.apply(b"PROFILE=1");
+        assert_eq!(o.profile_interval, 512 * 1024);
+        o.apply(b"PROFILE=65536");
+        assert_eq!(o.profile_interval, 65536);
+        o.apply(b"PROFILE=off");
+        assert_eq!(o.profile_interval, 0);
+        o.apply(b"PROFILE_SIGNAL=12");
+        assert_eq!(o.profile_signal, 12);
     }
 
     #[test]
@@ -144,6 +184,8 @@ mod tests {
         o.apply(b"PURGE_DELAY_MS=soon");
         o.apply(b"PURGE_DELAY_MS=");
         o.apply(b"HUGE_PAGES=maybe");
+        o.apply(b"PROFILE=lots");
+        o.apply(b"PROFILE_SIGNAL=99");
         o.apply(b"NOT_AN_OPTION=1");
         assert_eq!(o, Options::DEFAULT);
     }
