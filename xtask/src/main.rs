@@ -9,6 +9,7 @@ mod heapmap;
 mod install;
 mod limits;
 mod misuse;
+mod proftests;
 mod programs;
 mod run;
 mod test;
@@ -34,6 +35,8 @@ commands:
         only the deliberate-misuse programs in tests/misuse (each must abort with its report)
   limits [--backend mmap|brk|glibc] [NAME...]
         only the limits tests in tests/limits (RLIMIT_AS, RSS after frees, mappings)
+  proftest [--backend mmap|brk]
+        only the heap-profile tests in tests/profile (PAGEBREAK_PROFILE on)
   fastpath [--update] [--compare LIB.so...]
         count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt
   bench ...
@@ -55,6 +58,7 @@ fn main() {
         "fastpath" => fastpath::main(rest),
         "misuse" => misuse::main(rest),
         "limits" => limits::main(rest),
+        "proftest" => proftests::main(rest),
         "install" => install::main(rest),
         "heapmap" => heapmap::main(rest),
         "help" | "-h" | "--help" => {
