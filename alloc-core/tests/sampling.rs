@@ -75,7 +75,7 @@ fn allocator(
     (alloc, heap)
 }
 
-const ROUNDS: usize = if cfg!(miri) { 300 } else { 60_000 };
+const ROUNDS: usize = if cfg!(miri) { 40 } else { 60_000 };
 
 #[test]
 fn profiled_blocks_are_recorded_once_and_keep_contents() {
