@@ -156,9 +156,15 @@ fn find_own_text() -> (usize, usize) {
 const ARENA_WORDS: usize = 8 << 20;
 /// Hash table slots (a power of two): at most this many distinct stacks.
 const TABLE_SLOTS: usize = 1 << 18;
-/// Words before the frames of an interned stack: hash, length, and the profile's totals
-/// (samples, requested bytes, estimated bytes).
+/// Words before the frames of an interned stack: its length + 1 (written first, so a reader
+/// can step over it), its hash (written last: non-zero once complete), and the profile's
+/// totals (samples, requested bytes, estimated bytes).
 const HEADER_WORDS: usize = 5;
+const LEN: usize = 0;
+const HASH: usize = 1;
+const SAMPLES: usize = 2;
+const BYTES: usize = 3;
+const ESTIMATE: usize = 4;
 
 struct Table {
     /// `TABLE_SLOTS` slots: 0 empty, else the arena word index of a stack (its id).
@@ -179,7 +185,6 @@ pub fn init() {
     {
         return;
     }
-    let table_bytes = core::mem::size_of::<Table>();
     let slots_bytes = TABLE_SLOTS * 4;
     let arena_bytes = ARENA_WORDS * 8;
     let total = 4096 + slots_bytes + arena_bytes;
@@ -197,7 +202,7 @@ pub fn init() {
     if base == libc::MAP_FAILED {
         return;
     }
-    debug_assert!(table_bytes <= 4096);
+    const _: () = assert!(core::mem::size_of::<Table>() <= 4096);
     let base = base.cast::<u8>();
     // SAFETY: the mapping is ours, zeroed, and large enough for the three parts.
     unsafe {
@@ -234,13 +239,13 @@ impl Table {
     }
 
     fn slot(&self, i: usize) -> &AtomicU32 {
-        // SAFETY: `i < TABLE_SLOTS`; the slot array lives forever.
+        // SAFETY: masked to `TABLE_SLOTS`; the slot array lives forever.
         unsafe { &*self.slots.add(i & (TABLE_SLOTS - 1)) }
     }
 
     fn matches(&self, id: usize, hash: u64, frames: &[usize]) -> bool {
-        self.word(id).load(Ordering::Relaxed) == hash
-            && self.word(id + 1).load(Ordering::Relaxed) == frames.len() as u64
+        self.word(id + HASH).load(Ordering::Acquire) == hash
+            && self.word(id + LEN).load(Ordering::Relaxed) == frames.len() as u64 + 1
             && frames
                 .iter()
                 .enumerate()
@@ -257,7 +262,6 @@ pub fn intern(frames: &[usize]) -> StackId {
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
     let hash = hash_frames(frames);
     let mut index = hash as usize;
-    // A stack written by a lost race is left in the arena unused: rare, and bounded.
     let mut fresh = 0usize;
     for _ in 0..TABLE_SLOTS {
         let slot = t.slot(index);
@@ -269,23 +273,29 @@ pub fn intern(frames: &[usize]) -> StackId {
                 if fresh + words > ARENA_WORDS {
                     return 0;
                 }
-                t.word(fresh).store(hash, Ordering::Relaxed);
-                t.word(fresh + 1)
-                    .store(frames.len() as u64, Ordering::Relaxed);
+                t.word(fresh + LEN)
+                    .store(frames.len() as u64 + 1, Ordering::Release);
                 for (i, &f) in frames.iter().enumerate() {
                     t.word(fresh + HEADER_WORDS + i)
                         .store(f as u64, Ordering::Relaxed);
                 }
+                t.word(fresh + HASH).store(hash, Ordering::Release);
             }
             match slot.compare_exchange(0, fresh as u32, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return fresh as StackId,
                 Err(other) => {
                     if t.matches(other as usize, hash, frames) {
+                        // Another thread interned it first: ours stays in the arena,
+                        // marked unfinished so a dump skips it.
+                        t.word(fresh + HASH).store(0, Ordering::Release);
                         return other;
                     }
                 }
             }
         } else if t.matches(id, hash, frames) {
+            if fresh != 0 {
+                t.word(fresh + HASH).store(0, Ordering::Release);
+            }
             return id as StackId;
         }
         index = index.wrapping_add(1);
@@ -299,10 +309,12 @@ pub fn frames(id: StackId, out: &mut [usize; MAX_FRAMES]) -> usize {
         return 0;
     };
     let id = id as usize;
-    if id == 0 || id >= t.used.load(Ordering::Relaxed).min(ARENA_WORDS) {
+    if id == 0 || id + HEADER_WORDS > t.used.load(Ordering::Acquire).min(ARENA_WORDS) {
         return 0;
     }
-    let len = (t.word(id + 1).load(Ordering::Relaxed) as usize).min(MAX_FRAMES);
+    let len = (t.word(id + LEN).load(Ordering::Acquire) as usize)
+        .saturating_sub(1)
+        .min(MAX_FRAMES);
     for (i, slot) in out.iter_mut().enumerate().take(len) {
         *slot = t.word(id + HEADER_WORDS + i).load(Ordering::Relaxed) as usize;
     }
@@ -320,31 +332,39 @@ pub(crate) struct Totals {
 pub(crate) fn add_totals(id: StackId, bytes: u64, estimate: u64) {
     if let (Some(t), true) = (table(), id != 0) {
         let id = id as usize;
-        t.word(id + 2).fetch_add(1, Ordering::Relaxed);
-        t.word(id + 3).fetch_add(bytes, Ordering::Relaxed);
-        t.word(id + 4).fetch_add(estimate, Ordering::Relaxed);
+        t.word(id + SAMPLES).fetch_add(1, Ordering::Relaxed);
+        t.word(id + BYTES).fetch_add(bytes, Ordering::Relaxed);
+        t.word(id + ESTIMATE).fetch_add(estimate, Ordering::Relaxed);
     }
 }
 
-/// Call `f` with every interned stack: id, totals, frames.
+/// Call `f` with every interned stack: id, totals, frames. Walks the arena in order (cost
+/// proportional to the stacks stored); stops at a stack another thread is writing now.
 pub(crate) fn for_each(mut f: impl FnMut(StackId, &Totals, &[usize])) {
     let Some(t) = table() else {
         return;
     };
+    let used = t.used.load(Ordering::Acquire).min(ARENA_WORDS);
     let mut frames = [0usize; MAX_FRAMES];
-    for i in 0..TABLE_SLOTS {
-        let id = t.slot(i).load(Ordering::Acquire);
-        if id == 0 {
-            continue;
+    let mut id = 1;
+    while id + HEADER_WORDS <= used {
+        let len = t.word(id + LEN).load(Ordering::Acquire) as usize;
+        if len == 0 || len > MAX_FRAMES + 1 {
+            break;
         }
-        let n = self::frames(id, &mut frames);
-        let base = id as usize;
-        let totals = Totals {
-            samples: t.word(base + 2).load(Ordering::Relaxed),
-            bytes: t.word(base + 3).load(Ordering::Relaxed),
-            estimate: t.word(base + 4).load(Ordering::Relaxed),
-        };
-        f(id, &totals, &frames[..n]);
+        let len = len - 1;
+        if t.word(id + HASH).load(Ordering::Acquire) != 0 {
+            for (i, slot) in frames.iter_mut().enumerate().take(len) {
+                *slot = t.word(id + HEADER_WORDS + i).load(Ordering::Relaxed) as usize;
+            }
+            let totals = Totals {
+                samples: t.word(id + SAMPLES).load(Ordering::Relaxed),
+                bytes: t.word(id + BYTES).load(Ordering::Relaxed),
+                estimate: t.word(id + ESTIMATE).load(Ordering::Relaxed),
+            };
+            f(id as StackId, &totals, &frames[..len]);
+        }
+        id += HEADER_WORDS + len;
     }
 }
 
@@ -403,14 +423,19 @@ mod tests {
             assert_eq!(other, &ids[0]);
         }
         add_totals(ia, 10, 100);
-        let mut seen = false;
+        let mut seen = 0;
         for_each(|id, totals, frames| {
+            assert_ne!(frames, &b[..0]);
             if id == ia {
-                seen = true;
+                seen += 1;
                 assert_eq!(frames, &a);
                 assert!(totals.samples >= 1 && totals.bytes >= 10 && totals.estimate >= 100);
             }
         });
-        assert!(seen);
+        assert_eq!(seen, 1);
+        // Every stack interned is listed once (lost races are not).
+        let mut listed = 0;
+        for_each(|_, _, _| listed += 1);
+        assert!(listed >= 2002, "{listed}");
     }
 }
