@@ -101,6 +101,13 @@ macro_rules! define_instance {
             static STATE: AtomicU8 = AtomicU8::new(UNINIT);
             static KEY: AtomicU32 = AtomicU32::new(0);
             static mut OPTIONS: Options = Options::DEFAULT;
+            /// What the core calls for sampled allocations: heap profiles (and guarded
+            /// blocks, when that sampling is on).
+            static SAMPLE_HOOKS: alloc_core::SampleHooks = alloc_core::SampleHooks {
+                record: crate::profile::record,
+                forget: crate::profile::forget,
+                guarded: None,
+            };
 
             /// The backend's name.
             pub const BACKEND: &str = $backend;
@@ -137,6 +144,8 @@ macro_rules! define_instance {
                 unsafe { ptr::addr_of_mut!(OPTIONS).write(options) };
                 ALLOC.set_purge_delay_ms(options.purge_delay_ms);
                 crate::$configure(ALLOC.source(), &options);
+                // Sampling: set up before the first heap, which reads it.
+                let mut sampling = false;
                 if options.profile_interval != 0
                     && crate::profile::start(
                         options.profile_interval,
@@ -145,7 +154,10 @@ macro_rules! define_instance {
                     )
                 {
                     ALLOC.set_profile_interval(options.profile_interval);
-                    ALLOC.set_sample_hooks(&crate::profile::HOOKS);
+                    sampling = true;
+                }
+                if sampling {
+                    ALLOC.set_sample_hooks(&SAMPLE_HOOKS);
                 }
                 alloc_core::checks::set_misuse_handler(crate::report::abort_on_misuse);
                 let mut key: libc::pthread_key_t = 0;

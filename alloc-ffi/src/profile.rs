@@ -21,20 +21,11 @@ use core::sync::atomic::{
     fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 
-use alloc_core::SampleHooks;
-
 use crate::heapmap::FdWriter;
 use crate::stack::{self, MAX_FRAMES};
 
 /// The interval `PAGEBREAK_PROFILE=1` means: 512 KiB, as tcmalloc and jemalloc.
 pub const DEFAULT_INTERVAL: u64 = 512 * 1024;
-
-/// What the core calls for sampled allocations (guarded sampling adds its hook here).
-pub(crate) static HOOKS: SampleHooks = SampleHooks {
-    record,
-    forget,
-    guarded: None,
-};
 
 static INTERVAL: AtomicU64 = AtomicU64::new(0);
 static SAMPLES: AtomicU64 = AtomicU64::new(0);
@@ -118,8 +109,9 @@ fn thread_id() -> u32 {
     unsafe { libc::syscall(libc::SYS_gettid) as u32 }
 }
 
-/// The core's `record` hook: capture the stack, add to its totals, note the live block.
-fn record(ptr: *mut u8, size: usize, align: usize) -> usize {
+/// The core's `record` hook (`SampleHooks`): capture the stack, add to its totals, note
+/// the live block.
+pub(crate) fn record(ptr: *mut u8, size: usize, align: usize) -> usize {
     SAMPLES.fetch_add(1, Ordering::Relaxed);
     let mut frames = [0usize; MAX_FRAMES];
     let n = stack::capture(&mut frames);
@@ -148,8 +140,8 @@ fn record(ptr: *mut u8, size: usize, align: usize) -> usize {
     index + 1
 }
 
-/// The core's `forget` hook: the sampled block with `token` was freed.
-fn forget(token: usize) {
+/// The core's `forget` hook (`SampleHooks`): the sampled block with `token` was freed.
+pub(crate) fn forget(token: usize) {
     let index = token - 1;
     let r = record_at(index);
     let seq = r.seq.load(Ordering::Relaxed);

@@ -303,7 +303,9 @@ pub fn intern(frames: &[usize]) -> StackId {
     0
 }
 
-/// Copy the frames of stack `id` into `out`; returns how many.
+/// Copy the frames of stack `id` into `out`; returns how many. (For reports that print a
+/// stored stack: guarded blocks' allocation and free stacks.)
+#[allow(dead_code)]
 pub fn frames(id: StackId, out: &mut [usize; MAX_FRAMES]) -> usize {
     let Some(t) = table() else {
         return 0;
