@@ -9,8 +9,9 @@ mod heapmap;
 mod install;
 mod limits;
 mod misuse;
-mod proftests;
+mod profile;
 mod programs;
+mod proftests;
 mod run;
 mod test;
 
@@ -31,6 +32,9 @@ commands:
         install lib/libpagebreak.{so,a}, include/pagebreak.h, lib/pkgconfig/pagebreak.pc
   heapmap [--backend mmap|brk] -- PROGRAM ARGS...
         run PROGRAM preloaded; draw its heap at exit to target/pagebreak-heapmap.svg
+  profile [--backend mmap|brk] [--interval BYTES] [--alloc_space] [-o DIR] -- PROGRAM ARGS...
+        run PROGRAM preloaded with heap profiling on; write a flame graph (SVG) and a
+        pprof profile of it with pagebreak-prof, print the top list and both paths
   misuse [--backend mmap|brk] [NAME...]
         only the deliberate-misuse programs in tests/misuse (each must abort with its report)
   limits [--backend mmap|brk|glibc] [NAME...]
@@ -61,6 +65,7 @@ fn main() {
         "proftest" => proftests::main(rest),
         "install" => install::main(rest),
         "heapmap" => heapmap::main(rest),
+        "profile" => profile::main(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
