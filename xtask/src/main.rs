@@ -10,8 +10,8 @@ mod install;
 mod limits;
 mod misuse;
 mod profile;
-mod programs;
 mod proftests;
+mod programs;
 mod run;
 mod test;
 
