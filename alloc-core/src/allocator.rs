@@ -6,11 +6,13 @@ use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::checks::{report, Call, Misuse, MisuseKind};
+use crate::guarded::GuardedPool;
 use crate::heap::{bump, Heap};
 use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO, DELAY_USE};
 use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
 use crate::segment_map::{
-    is_pages, slot_shift, SegmentMap, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K, SAMPLED,
+    is_pages, slot_shift, SegmentMap, GUARDED, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K,
+    SAMPLED,
 };
 use crate::size_class::{aligned_class, class_size, PageKind, DIRECT_MAX, LARGE_MAX, NUM_CLASSES};
 use crate::source::{PageSource, Span};
@@ -71,6 +73,8 @@ pub struct Allocator<S: PageSource> {
     cache_deadline: AtomicU64,
     counters: Counters,
     pub(crate) sampling: crate::sampling::Sampling,
+    /// Sampled blocks on guarded pages (off unless enabled).
+    pub(crate) guarded: GuardedPool,
 }
 
 impl<S: PageSource> Allocator<S> {
@@ -104,6 +108,7 @@ impl<S: PageSource> Allocator<S> {
                 heaps: AtomicUsize::new(0),
             },
             sampling: crate::sampling::Sampling::new(),
+            guarded: GuardedPool::new(),
         }
     }
 
@@ -578,6 +583,10 @@ impl<S: PageSource> Allocator<S> {
         if entry == SAMPLED {
             return self.home_free(p, call);
         }
+        if entry == GUARDED {
+            // SAFETY: the map says the guarded pool holds `p`; it validates `p` itself.
+            return unsafe { self.guarded.free(&self.source, p, call) };
+        }
         // SAFETY: `large_header` validates before anything is written.
         unsafe {
             let hdr = self.large_header(p, entry, call);
@@ -729,6 +738,9 @@ impl<S: PageSource> Allocator<S> {
             if entry == SAMPLED {
                 return self.home_usable(p, call);
             }
+            if entry == GUARDED {
+                return self.guarded.usable_size(p, call);
+            }
             let hdr = self.large_header(p, entry, call);
             large_usable(&*hdr)
         }
@@ -756,7 +768,7 @@ impl<S: PageSource> Allocator<S> {
             }
             let old = self.checked_size(p, Call::Realloc);
             let entry = self.map.get(p as usize);
-            let large = !is_pages(entry) && entry != SAMPLED;
+            let large = !is_pages(entry) && entry != SAMPLED && entry != GUARDED;
             if large {
                 // In place while the span holds the new size and at least half of it is used
                 // (a cached span may be up to 25% larger than its first use needed).
@@ -775,7 +787,11 @@ impl<S: PageSource> Allocator<S> {
                         return q;
                     }
                 }
-            } else if entry != SAMPLED && size <= old && (size >= old / 2 || old <= 64) {
+            } else if entry != SAMPLED
+                && entry != GUARDED
+                && size <= old
+                && (size >= old / 2 || old <= 64)
+            {
                 // Keep the block if it fits and would not waste more than half of it.
                 return p;
             }
@@ -1130,6 +1146,7 @@ impl<S: PageSource> Allocator<S> {
         self.abandoned.raw_lock();
         self.cache.raw_lock();
         self.sampling.before_fork();
+        self.guarded.before_fork();
         self.source.before_fork();
     }
 
@@ -1143,6 +1160,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             self.source.after_fork();
             self.sampling.after_fork_parent();
+            self.guarded.after_fork(false);
             self.cache.raw_unlock();
             self.abandoned.raw_unlock();
             self.pool.raw_unlock();
@@ -1159,6 +1177,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             self.source.after_fork();
             self.sampling.after_fork_child();
+            self.guarded.after_fork(true);
             self.cache.force_unlock();
             self.abandoned.force_unlock();
             self.pool.force_unlock();

@@ -160,6 +160,9 @@ macro_rules! define_instance {
                     ALLOC.set_sample_hooks(&SAMPLE_HOOKS);
                 }
                 alloc_core::checks::set_misuse_handler(crate::report::abort_on_misuse);
+                if options.guarded != 0 {
+                    crate::guarded::enable(&ALLOC, &options);
+                }
                 let mut key: libc::pthread_key_t = 0;
                 // SAFETY: plain libc calls with valid arguments.
                 unsafe {
@@ -374,6 +377,16 @@ macro_rules! define_instance {
                 let heap = live_heap();
                 // SAFETY: a live heap of this thread.
                 !heap.is_null() && unsafe { ALLOC.trim(heap) }
+            }
+
+            /// The fault at `addr` if it lies in this instance's guarded pool.
+            pub fn guarded_fault(addr: usize) -> Option<alloc_core::GuardedFault> {
+                ALLOC.guarded_fault(addr)
+            }
+
+            /// The latest guarded block of the slot holding `addr`.
+            pub fn guarded_block(addr: usize) -> Option<alloc_core::GuardedBlock> {
+                ALLOC.guarded_block(addr)
             }
 
             /// Counters snapshot (the calling thread's counts brought up to date first).

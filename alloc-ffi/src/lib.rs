@@ -55,7 +55,10 @@
 compile_error!("pagebreak needs a page source: enable feature `mmap` or `brk` (or both).");
 
 mod arena;
+mod backtrace;
+mod fault;
 mod global;
+mod guarded;
 mod heapmap;
 mod instance;
 mod options;
@@ -63,6 +66,7 @@ pub mod profile;
 mod report;
 mod stack;
 mod stats_print;
+mod symbolize;
 #[cfg(feature = "tracing")]
 mod trace;
 
