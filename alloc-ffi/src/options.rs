@@ -136,7 +136,8 @@ impl Options {
     /// Print the options in force (`PAGEBREAK_VERBOSE=1`).
     pub fn print(&self, backend: &str) {
         let mut line = LineBuf::new();
-        let _ = write!(
+        let _ =
+            write!(
             line,
             "pagebreak: backend={backend} purge_delay_ms={} huge_pages={} show_stats={} profile={}",
             self.purge_delay_ms, self.huge_pages as u8, self.show_stats as u8, self.profile_interval
@@ -182,6 +183,8 @@ fn parse_interval(value: &[u8]) -> Option<u64> {
         Some(false) => Some(0),
         None => parse_u64(value),
     }
+}
+
 /// A whole number in `lo..=hi`.
 fn parse_in(value: &[u8], lo: usize, hi: usize) -> Option<usize> {
     parse_u64(value)
