@@ -55,7 +55,6 @@
 compile_error!("pagebreak needs a page source: enable feature `mmap` or `brk` (or both).");
 
 mod arena;
-mod backtrace;
 mod fault;
 mod global;
 mod guarded;

@@ -45,7 +45,7 @@ const URC_NO_REASON: c_int = 0;
 const URC_NORMAL_STOP: c_int = 4;
 
 struct Walk<'a> {
-    out: &'a mut [usize; MAX_FRAMES],
+    out: &'a mut [usize],
     len: usize,
     /// Still inside pagebreak's own frames.
     skipping: bool,
@@ -66,9 +66,12 @@ extern "C" fn trace_one(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
         }
         walk.skipping = false;
     }
+    if walk.len == walk.out.len() {
+        return URC_NORMAL_STOP;
+    }
     walk.out[walk.len] = ip;
     walk.len += 1;
-    if walk.len == MAX_FRAMES {
+    if walk.len == walk.out.len() {
         URC_NORMAL_STOP
     } else {
         URC_NO_REASON
@@ -76,9 +79,10 @@ extern "C" fn trace_one(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
 }
 
 /// The calling thread's stack as return addresses, the allocation call's caller first
-/// (frames inside libpagebreak.so dropped). Returns how many of `out` were written.
+/// (frames inside libpagebreak.so dropped), at most `out.len()` of them (profiles keep
+/// [`MAX_FRAMES`]). Returns how many were written.
 #[inline(never)]
-pub fn capture(out: &mut [usize; MAX_FRAMES]) -> usize {
+pub fn capture(out: &mut [usize]) -> usize {
     let own = own_text();
     let mut walk = Walk {
         out,
