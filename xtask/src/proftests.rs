@@ -28,7 +28,11 @@ pub fn compile_all(bins: &Path) -> Result<Vec<CTest>, String> {
         let name = src.file_stem().unwrap().to_string_lossy().into_owned();
         let bin = bins.join(format!("profile-{name}"));
         ctests::cc(&src, &bin, &["-ldl"])?;
-        tests.push(CTest { name, bin });
+        tests.push(CTest {
+            name,
+            bin,
+            env: Vec::new(),
+        });
     }
     Ok(tests)
 }
