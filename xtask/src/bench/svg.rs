@@ -23,8 +23,11 @@ fn colour(name: &str, i: usize) -> &'static str {
         "pagebreak-mmap" => "#d62728",
         "pagebreak-brk" => "#ff7f0e",
         "glibc" => "#7f7f7f",
-        "mimalloc" => "#1f77b4",
+        "mimalloc-deb" => "#aec7e8",
+        "mimalloc-2" => "#6baed6",
+        "mimalloc-3" => "#1f77b4",
         "jemalloc" => "#2ca02c",
+        "snmalloc" => "#9467bd",
         _ => ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"][i % 5],
     }
 }
