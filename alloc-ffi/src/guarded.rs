@@ -39,7 +39,7 @@ pub(crate) fn enable<S: alloc_core::PageSource>(
     alloc: &alloc_core::Allocator<S>,
     options: &crate::Options,
 ) -> bool {
-    alloc_core::guarded::set_stack_capture(crate::backtrace::capture);
+    alloc_core::guarded::set_stack_capture(crate::stack::capture);
     if !alloc.enable_guarded(options.guarded_config()) {
         let mut line = crate::report::LineBuf::new();
         let _ = writeln!(

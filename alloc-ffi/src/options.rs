@@ -24,6 +24,14 @@ pub struct Options {
     /// `PAGEBREAK_HEAPMAP`: write a heap picture to this path at exit and on `SIGUSR2`
     /// (points into the environment; null when unset).
     pub heapmap: *const c_char,
+    /// `PAGEBREAK_PROFILE`: heap profiling's mean sampling interval in bytes (0: off; `1` or
+    /// `on`: 512 KiB).
+    pub profile_interval: u64,
+    /// `PAGEBREAK_PROFILE_PATH`: where profiles are written (points into the environment;
+    /// null: `pagebreak-<pid>.prof` in the working directory).
+    pub profile_path: *const c_char,
+    /// `PAGEBREAK_PROFILE_SIGNAL`: the signal that writes a profile (default SIGUSR1; 0: none).
+    pub profile_signal: i32,
     /// `PAGEBREAK_GUARDED`: put about one allocation in N on guarded pages (0: off).
     pub guarded: u64,
     /// `PAGEBREAK_GUARDED_MAX`: the largest request eligible for a guarded block (bytes).
@@ -43,6 +51,9 @@ impl Options {
         show_stats: false,
         verbose: false,
         heapmap: core::ptr::null(),
+        profile_interval: 0,
+        profile_path: core::ptr::null(),
+        profile_signal: libc::SIGUSR1,
         guarded: 0,
         guarded_max: alloc_core::guarded::DEFAULT_MAX_SIZE,
         guarded_slots: alloc_core::guarded::DEFAULT_SLOTS,
@@ -74,6 +85,8 @@ impl Options {
                 if let Some(rest) = bytes.strip_prefix(b"PAGEBREAK_") {
                     if rest.starts_with(b"HEAPMAP=") && rest.len() > 8 {
                         options.heapmap = (*entry).add(b"PAGEBREAK_HEAPMAP=".len());
+                    } else if rest.starts_with(b"PROFILE_PATH=") && rest.len() > 13 {
+                        options.profile_path = (*entry).add(b"PAGEBREAK_PROFILE_PATH=".len());
                     } else {
                         options.apply(rest);
                     }
@@ -95,6 +108,13 @@ impl Options {
             b"HUGE_PAGES" => parse_bool(value).map(|v| self.huge_pages = v).is_some(),
             b"SHOW_STATS" => parse_bool(value).map(|v| self.show_stats = v).is_some(),
             b"VERBOSE" => parse_bool(value).map(|v| self.verbose = v).is_some(),
+            b"PROFILE" => parse_interval(value)
+                .map(|v| self.profile_interval = v)
+                .is_some(),
+            b"PROFILE_SIGNAL" => parse_u64(value)
+                .filter(|&v| v < 65)
+                .map(|v| self.profile_signal = v as i32)
+                .is_some(),
             b"GUARDED" => parse_u64(value).map(|v| self.guarded = v).is_some(),
             b"GUARDED_MAX" => parse_in(value, 1, alloc_core::guarded::MAX_MAX_SIZE)
                 .map(|v| self.guarded_max = v)
@@ -116,10 +136,11 @@ impl Options {
     /// Print the options in force (`PAGEBREAK_VERBOSE=1`).
     pub fn print(&self, backend: &str) {
         let mut line = LineBuf::new();
-        let _ = write!(
+        let _ =
+            write!(
             line,
-            "pagebreak: backend={backend} purge_delay_ms={} huge_pages={} show_stats={}",
-            self.purge_delay_ms, self.huge_pages as u8, self.show_stats as u8
+            "pagebreak: backend={backend} purge_delay_ms={} huge_pages={} show_stats={} profile={}",
+            self.purge_delay_ms, self.huge_pages as u8, self.show_stats as u8, self.profile_interval
         );
         if self.guarded != 0 {
             let _ = write!(
@@ -154,6 +175,16 @@ fn parse_u64(value: &[u8]) -> Option<u64> {
     })
 }
 
+/// A sampling interval: `1`/`on`/`true`/`yes` is the default (512 KiB), `0`/`off`/... is
+/// off, a number above 1 is the interval in bytes.
+fn parse_interval(value: &[u8]) -> Option<u64> {
+    match parse_bool(value) {
+        Some(true) => Some(crate::profile::DEFAULT_INTERVAL),
+        Some(false) => Some(0),
+        None => parse_u64(value),
+    }
+}
+
 /// A whole number in `lo..=hi`.
 fn parse_in(value: &[u8], lo: usize, hi: usize) -> Option<usize> {
     parse_u64(value)
@@ -181,6 +212,15 @@ mod tests {
         o.apply(b"SHOW_STATS=yes");
         assert_eq!(o.purge_delay_ms, 250);
         assert!(o.huge_pages && o.show_stats && !o.verbose);
+        assert_eq!(o.profile_interval, 0);
+        o.apply(b"PROFILE=1");
+        assert_eq!(o.profile_interval, 512 * 1024);
+        o.apply(b"PROFILE=65536");
+        assert_eq!(o.profile_interval, 65536);
+        o.apply(b"PROFILE=off");
+        assert_eq!(o.profile_interval, 0);
+        o.apply(b"PROFILE_SIGNAL=12");
+        assert_eq!(o.profile_signal, 12);
         o.apply(b"GUARDED=5000");
         o.apply(b"GUARDED_MAX=4096");
         o.apply(b"GUARDED_SLOTS=64");
@@ -198,6 +238,8 @@ mod tests {
         o.apply(b"PURGE_DELAY_MS=soon");
         o.apply(b"PURGE_DELAY_MS=");
         o.apply(b"HUGE_PAGES=maybe");
+        o.apply(b"PROFILE=lots");
+        o.apply(b"PROFILE_SIGNAL=99");
         o.apply(b"NOT_AN_OPTION=1");
         o.apply(b"GUARDED=often");
         o.apply(b"GUARDED_SLOTS=0");
