@@ -129,12 +129,23 @@ fn build_reader() -> Result<PathBuf, String> {
 /// another opt-level.
 fn debug_reader() -> Result<PathBuf, String> {
     let mut c = cmd::cargo();
-    c.args(["build", "--quiet", "--profile", "test", "-p", "pagebreak-prof"]);
+    c.args([
+        "build",
+        "--quiet",
+        "--profile",
+        "test",
+        "-p",
+        "pagebreak-prof",
+    ]);
     let status = c
         .status()
         .map_err(|e| format!("cannot start `{}`: {e}", cmd::show(&c)))?;
     if !status.success() {
-        return Err(format!("`{}` failed: {}", cmd::show(&c), cmd::describe(status)));
+        return Err(format!(
+            "`{}` failed: {}",
+            cmd::show(&c),
+            cmd::describe(status)
+        ));
     }
     Ok(cmd::root().join("target/debug/pagebreak-prof"))
 }
@@ -197,7 +208,12 @@ pub fn check_reader(shares: &Path, so: &Path) -> Result<(), String> {
         .env("PAGEBREAK_PROFILE_PATH", dir.join("exit.prof"));
     let run = cmd::capture(&mut c, Duration::from_secs(120))?;
     if !run.success() {
-        return Err(format!("{}: {}\n{}", shares.display(), run.outcome(), run.stderr_tail(10)));
+        return Err(format!(
+            "{}: {}\n{}",
+            shares.display(),
+            run.outcome(),
+            run.stderr_tail(10)
+        ));
     }
 
     let (svg, pprof) = (dir.join("live.svg"), dir.join("live.pb.gz"));
@@ -214,13 +230,18 @@ pub fn check_reader(shares: &Path, so: &Path) -> Result<(), String> {
         let share = 100.0 * flat / in_sites;
         report += &format!("{function} {share:.1}% (want {want}%) ");
         if (share - want).abs() > 10.0 {
-            return Err(format!("top list off by more than 10 points: {report}\n{top}"));
+            return Err(format!(
+                "top list off by more than 10 points: {report}\n{top}"
+            ));
         }
     }
     let svg_text = fs::read_to_string(&svg).map_err(|e| format!("{}: {e}", svg.display()))?;
     for (function, _) in SITES {
         if !svg_text.contains(&format!("<title>{function} (")) {
-            return Err(format!("the flame graph {} has no frame {function}", svg.display()));
+            return Err(format!(
+                "the flame graph {} has no frame {function}",
+                svg.display()
+            ));
         }
     }
     if !svg_text.trim_end().ends_with("</svg>") {
