@@ -11,6 +11,7 @@ mod install;
 mod limits;
 mod misuse;
 mod profile;
+mod proftests;
 mod programs;
 mod run;
 mod test;
@@ -42,8 +43,11 @@ commands:
         only the deliberate-misuse programs in tests/misuse (each must abort with its report)
   limits [--backend mmap|brk|glibc] [NAME...]
         only the limits tests in tests/limits (RLIMIT_AS, RSS after frees, mappings)
-  fastpath [--update] [--compare LIB.so...]
-        count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt
+  proftest [--backend mmap|brk]
+        only the heap-profile tests in tests/profile (PAGEBREAK_PROFILE on)
+  fastpath [--update] [--no-peers] [--compare LIB.so...]
+        count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt,
+        and the other allocators' (glibc, mimalloc 2.0.9/2.x/3.x, jemalloc, snmalloc)
   bench ...
         benchmarks (see `cargo xtask bench --help`)
 ";
@@ -64,6 +68,7 @@ fn main() {
         "fastpath" => fastpath::main(rest),
         "misuse" => misuse::main(rest),
         "limits" => limits::main(rest),
+        "proftest" => proftests::main(rest),
         "install" => install::main(rest),
         "heapmap" => heapmap::main(rest),
         "profile" => profile::main(rest),

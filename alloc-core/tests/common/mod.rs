@@ -153,6 +153,11 @@ unsafe impl PageSource for PagedSource {
     fn page_size(&self) -> usize {
         self.page
     }
+    /// Checks the range and reports success; nothing is protected (tests that look at
+    /// protection use their own source).
+    unsafe fn protect(&self, ptr: *mut u8, size: usize, _accessible: bool) -> bool {
+        self.aligned("protect", &[("ptr", ptr as usize), ("size", size)])
+    }
     fn now_ms(&self) -> u64 {
         self.inner.now_ms()
     }
