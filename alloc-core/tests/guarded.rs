@@ -354,7 +354,7 @@ fn guarded_blocks_on_large_pages() {
                 let p = alloc.guarded_alloc(size, align, false);
                 assert!(!p.is_null(), "page {page}: {size}/{align}");
                 let usable = alloc.usable_size(p);
-                assert!(usable >= size && (p as usize) % align == 0);
+                assert!(usable >= size && (p as usize).is_multiple_of(align));
                 assert_eq!(
                     (p as usize + usable) % page,
                     0,

@@ -161,6 +161,8 @@ fn compile_c_tests(bins: &Path) -> Result<Vec<CTest>, String> {
     let mut tests = Vec::new();
     for src in ctests::c_sources(&dir, "C tests")? {
         let name = src.file_stem().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+        let env = ctests::env_header(&text).map_err(|e| format!("{}: {e}", src.display()))?;
         let bin = bins.join(format!("c-{name}"));
         let mut c = Command::new(LINKER);
         c.args(ctests::CFLAGS)
@@ -171,7 +173,7 @@ fn compile_c_tests(bins: &Path) -> Result<Vec<CTest>, String> {
             .arg(&src)
             .arg("-ldl");
         cmd::run(&mut c)?;
-        tests.push(CTest { name, bin });
+        tests.push(CTest { name, bin, env });
     }
     Ok(tests)
 }
@@ -206,9 +208,12 @@ fn run_c_test(test: &CTest, so: &Path, page: usize) -> Result<(), String> {
     let mut c = Command::new(&argv[0]);
     c.args(&argv[1..])
         .arg("-E")
-        .arg(format!("LD_PRELOAD={}", so.display()))
-        .arg(&test.bin)
-        .env_remove("LD_PRELOAD");
+        .arg(format!("LD_PRELOAD={}", so.display()));
+    // The test's `// env:` settings, for the guest (qemu passes its own environment on).
+    for (k, v) in &test.env {
+        c.arg("-E").arg(format!("{k}={v}"));
+    }
+    c.arg(&test.bin).env_remove("LD_PRELOAD");
     let r = cmd::capture(&mut c, TIMEOUT)?;
     if r.success() {
         Ok(())
