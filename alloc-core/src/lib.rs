@@ -40,6 +40,9 @@ mod allocator;
 pub mod checks;
 pub mod heap;
 mod page;
+/// The cross-thread protocols, generic over the atomic word (public for the loom models).
+#[doc(hidden)]
+pub mod protocol;
 mod segment;
 pub mod segment_map;
 pub mod size_class;
@@ -49,6 +52,7 @@ mod static_source;
 pub mod stats;
 mod util;
 pub mod view;
+mod wait;
 
 pub use allocator::{Allocator, DEFAULT_PURGE_DELAY_MS, MAX_ALIGN, MAX_ALLOC};
 pub use checks::{Call, Misuse, MisuseKind};

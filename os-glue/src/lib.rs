@@ -1,5 +1,5 @@
-//! What the OS-backed page sources share: a cheap monotonic clock (for purge delays) and
-//! entropy (for the free-list secret), from the C library (vDSO and auxiliary vector: no
+//! What the OS-backed page sources share: a cheap monotonic clock (for purge delays),
+//! entropy (for the free-list secret) and a yield for spin waits, from the C library (vDSO and auxiliary vector: no
 //! real system calls). `no_std`, allocates nothing.
 #![cfg_attr(not(test), no_std)]
 
@@ -26,6 +26,13 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 /// is the cheapest one the vDSO offers.
 pub fn now_ms() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
+}
+
+/// Give the CPU to another runnable thread (`sched_yield`): what a spin wait does once its
+/// backoff is spent, so a preempted lock holder can run.
+pub fn yield_now() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
 }
 
 /// SplitMix64's finaliser: every input bit affects every output bit.

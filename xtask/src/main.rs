@@ -11,7 +11,9 @@ mod limits;
 mod misuse;
 mod programs;
 mod run;
+mod soak;
 mod test;
+mod threads;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
@@ -36,6 +38,11 @@ commands:
         only the limits tests in tests/limits (RLIMIT_AS, RSS after frees, mappings)
   fastpath [--update] [--compare LIB.so...]
         count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt
+  soak --minutes N [--backend mmap|brk] [--cycle-secs S]
+        a server-like workload for N minutes, preloaded; RSS and throughput each minute,
+        a verdict on the RSS curve at the end (target/pagebreak-soak/*.svg)
+  threads [--ops N] [--counts 1,2,8,32,128]
+        throughput and single-malloc latency per thread count, pagebreak next to mimalloc
   bench ...
         benchmarks (see `cargo xtask bench --help`)
 ";
@@ -57,6 +64,8 @@ fn main() {
         "limits" => limits::main(rest),
         "install" => install::main(rest),
         "heapmap" => heapmap::main(rest),
+        "soak" => soak::main(rest),
+        "threads" => threads::main(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

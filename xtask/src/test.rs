@@ -79,6 +79,10 @@ impl Tally {
     }
 }
 
+/// loom's preemption bound: every interleaving with at most 3 preemptions takes about 5 s
+/// for all models (5: 2 minutes); the bugs these protocols can have need one or two.
+const LOOM_PREEMPTIONS: &str = "3";
+
 pub fn main(args: &[String]) -> Result<(), String> {
     let mut keep_going = false;
     for a in args {
@@ -99,13 +103,33 @@ pub fn main(args: &[String]) -> Result<(), String> {
 fn all(t: &mut Tally) -> Result<(), Stop> {
     t.heading("cargo test --workspace");
     t.check("cargo test --workspace", || {
-        // alloc-bench builds mimalloc and jemalloc from source and is tested by `cargo xtask bench`.
-        cmd::run(cmd::cargo().args(["test", "--workspace", "--exclude", "alloc-bench"]))
+        // alloc-bench builds mimalloc and jemalloc from source and is tested by `cargo xtask bench`;
+        // the loom models run next, with their bound stated.
+        cmd::run(cmd::cargo().args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "alloc-bench",
+            "--exclude",
+            "loom-models",
+        ]))
     })?;
     // Features the workspace run leaves off: the brk backend's Rust tests, tracing events.
     t.check("cargo test -p alloc-ffi --features brk,tracing", || {
         cmd::run(cmd::cargo().args(["test", "-p", "alloc-ffi", "--features", "brk,tracing"]))
     })?;
+
+    t.heading("loom: the cross-thread protocols, every interleaving");
+    t.check(
+        &format!("cargo test -p loom-models (LOOM_MAX_PREEMPTIONS={LOOM_PREEMPTIONS})"),
+        || {
+            cmd::run(
+                cmd::cargo()
+                    .args(["test", "-p", "loom-models", "--release"])
+                    .env("LOOM_MAX_PREEMPTIONS", LOOM_PREEMPTIONS),
+            )
+        },
+    )?;
 
     t.heading("Miri: cargo +nightly miri test -p alloc-core");
     miri(t)?;
