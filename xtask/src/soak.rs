@@ -226,9 +226,14 @@ fn chart(series: &[Series]) -> String {
             let m = x_max * k as f64 / 5.0;
             let _ = writeln!(
                 o,
-                r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{m:.0}</text>"#,
+                r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
                 x(m),
-                top + PLOT_H + 16.0
+                top + PLOT_H + 16.0,
+                if x_max >= 5.0 {
+                    format!("{m:.0}")
+                } else {
+                    format!("{m:.1}")
+                }
             );
         }
         let _ = writeln!(
