@@ -115,9 +115,18 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         ]))
     })?;
     // Features the workspace run leaves off: the brk backend's Rust tests, tracing events.
-    t.check("cargo test -p alloc-ffi --features brk,tracing", || {
-        cmd::run(cmd::cargo().args(["test", "-p", "alloc-ffi", "--features", "brk,tracing"]))
-    })?;
+    t.check(
+        "cargo test -p pagebreak-malloc --features brk,tracing",
+        || {
+            cmd::run(cmd::cargo().args([
+                "test",
+                "-p",
+                "pagebreak-malloc",
+                "--features",
+                "brk,tracing",
+            ]))
+        },
+    )?;
 
     t.heading("loom: the cross-thread protocols, every interleaving");
     t.check(
@@ -131,7 +140,7 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         },
     )?;
 
-    t.heading("Miri: cargo +nightly miri test -p alloc-core");
+    t.heading("Miri: cargo +nightly miri test -p pagebreak-core");
     miri(t)?;
 
     let bins = ctests::bin_dir();
@@ -247,12 +256,12 @@ fn miri(t: &mut Tally) -> Result<(), Stop> {
         t.skip(msg);
         return Ok(());
     }
-    t.check("cargo +nightly miri test -p alloc-core", || {
+    t.check("cargo +nightly miri test -p pagebreak-core", || {
         // An allocator's test keeps spans from its source for good (the map's leaves, the
         // heap pool), which Miri's leak check would count; everything else is checked.
         cmd::run(
             nightly()
-                .args(["miri", "test", "-p", "alloc-core"])
+                .args(["miri", "test", "-p", "pagebreak-core"])
                 .env("MIRIFLAGS", "-Zmiri-ignore-leaks"),
         )
     })
