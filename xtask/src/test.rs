@@ -128,7 +128,7 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         },
     )?;
 
-    t.heading("loom: the cross-thread protocols, every interleaving");
+    t.heading("loom: the cross-thread protocols, every interleaving within the bound");
     t.check(
         &format!("cargo test -p loom-models (LOOM_MAX_PREEMPTIONS={LOOM_PREEMPTIONS})"),
         || {
@@ -214,6 +214,15 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
             })?;
         }
     }
+
+    t.heading("soak: a server-like workload, 2 minutes (cargo xtask soak --minutes 30 for real)");
+    t.check("cargo xtask soak --minutes 2 (mmap)", || {
+        crate::soak::run(
+            Backend::Mmap,
+            "2",
+            &["--report-secs".to_string(), "30".to_string()],
+        )
+    })?;
 
     t.heading("the README's commands");
     t.check("cargo xtask run -- python3 -c ...", programs::quick_start)?;
