@@ -2,7 +2,7 @@
 //! failure (unless `--keep-going`), ending with `N passed, N failed`.
 
 use crate::build::{self, Backend};
-use crate::{cmd, ctests, limits, misuse, programs};
+use crate::{cmd, ctests, limits, misuse, proftests, programs};
 use std::process::Command;
 use std::time::Instant;
 
@@ -153,6 +153,7 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
     t.check("compile tests/programs/*.c", || programs::compile(&bins))?;
     let misuse_cases = misuse::compile(t, &bins)?;
     let limits_tests = limits::compile(t, &bins)?;
+    let profile_tests = proftests::compile(t, &bins)?;
 
     let mut libs = Vec::new();
     for backend in Backend::ALL {
@@ -187,6 +188,7 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         }
         misuse::check_all(t, &misuse_cases, &built.so, name)?;
         limits::check_all(t, &limits_tests, Some(&built.so), name)?;
+        proftests::check_all(t, &profile_tests, &built.so, name)?;
         libs.push((backend, built));
     }
 
