@@ -2,7 +2,9 @@
 //!
 //! The workload's size mix drifts with a period (the *cycle*), so resident memory rises and
 //! falls within each cycle; what must not happen is the peaks creeping up. The first cycle
-//! is the ramp. The *plateau* is the highest RSS of the second cycle; the run passes when
+//! is the ramp. The *plateau* is the highest RSS of the first quarter of the run after it
+//! (cycle 2 up to cycle n/4: one cycle's peak alone moves with the machine's load); the run
+//! passes when
 //! * the last cycle's peak is at most 10% above the plateau, and
 //! * the peaks of cycles 2..n have no upward trend: their least-squares line rises less
 //!   than 10% of the plateau over the run.
@@ -13,7 +15,7 @@ pub const TOLERANCE: f64 = 0.10;
 /// What the curve says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
-    /// Highest RSS of the second cycle (bytes).
+    /// Highest RSS of cycles 2..=max(2, n/4) (bytes).
     pub plateau: f64,
     /// Highest RSS of the last cycle (bytes).
     pub end: f64,
@@ -50,7 +52,10 @@ pub fn judge(samples: &[(f64, f64)], cycle_s: f64) -> Option<Verdict> {
         let k = ((t / cycle_s) as usize).min(cycles - 1);
         peaks[k] = peaks[k].max(rss);
     }
-    let plateau = peaks[1];
+    let plateau = peaks[1..=(cycles / 4).max(1)]
+        .iter()
+        .copied()
+        .fold(0.0, f64::max);
     let end = peaks[cycles - 1];
     // Least-squares slope of peaks[1..] against the cycle index.
     let ys = &peaks[1..];

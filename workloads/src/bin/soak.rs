@@ -13,6 +13,7 @@
 //! them; at the end it drains every table and judges the RSS curve (`workloads::verdict`).
 //!
 //! usage: soak --minutes N [--cycle-secs S] [--workers W] [--report-secs R] [--csv PATH]
+//!        soak --judge RUN.csv [--cycle-secs S]   (the verdict on a recorded run)
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +40,7 @@ static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
 static STOP: AtomicBool = AtomicBool::new(false);
 
 struct Config {
+    judge: Option<String>,
     minutes: f64,
     cycle_s: f64,
     workers: usize,
@@ -48,6 +50,7 @@ struct Config {
 
 fn parse() -> Result<Config, String> {
     let mut c = Config {
+        judge: None,
         minutes: 0.0,
         cycle_s: 0.0,
         workers: 8,
@@ -71,9 +74,13 @@ fn parse() -> Result<Config, String> {
             "--workers" => c.workers = num()? as usize,
             "--report-secs" => c.report_s = num()?,
             "--csv" => c.csv = Some(value.clone()),
+            "--judge" => c.judge = Some(value.clone()),
             other => return Err(format!("unknown argument `{other}`")),
         }
         i += 2;
+    }
+    if c.judge.is_some() {
+        return Ok(c);
     }
     if c.minutes <= 0.0 {
         return Err(
@@ -178,6 +185,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(path) = &cfg.judge {
+        std::process::exit(if judge_file(path, cfg.cycle_s) { 0 } else { 1 });
+    }
     let start = Instant::now();
     let total = Duration::from_secs_f64(cfg.minutes * 60.0);
     let mut csv = cfg.csv.as_ref().map(|path| {
@@ -263,9 +273,24 @@ fn main() {
         FREED.load(Ordering::Relaxed),
         rss_bytes() as f64 / 1048576.0
     );
-    let Some(v) = verdict::judge(&samples, cfg.cycle_s) else {
-        println!("verdict: none (the run is shorter than three cycles)");
+    let pass = judge(
+        &samples,
+        cfg.cycle_s,
+        csv.as_mut().map(|f| f as &mut dyn Write),
+    );
+    if let Some(mut f) = csv {
+        f.flush().expect("writing the CSV");
+    }
+    if !pass {
         std::process::exit(1);
+    }
+}
+
+/// Print the verdict on `samples` (and append it to the CSV); whether the run passed.
+fn judge(samples: &[(f64, f64)], cycle_s: f64, csv: Option<&mut dyn Write>) -> bool {
+    let Some(v) = verdict::judge(samples, cycle_s) else {
+        println!("verdict: none (the run is shorter than three cycles)");
+        return false;
     };
     let mib = |b: f64| b / 1048576.0;
     println!(
@@ -288,22 +313,48 @@ fn main() {
         verdict::TOLERANCE * 100.0,
         if v.trend_ok() { "ok" } else { "FAIL" },
     );
-    if let Some(mut f) = csv {
+    if let Some(f) = csv {
         // For the chart: the plateau and the limit the last cycle was held to.
         let _ = writeln!(
             f,
-            "# cycle_s={} plateau_bytes={:.0} limit_bytes={:.0} verdict={}",
-            cfg.cycle_s,
+            "# cycle_s={cycle_s} plateau_bytes={:.0} limit_bytes={:.0} verdict={}",
             v.plateau,
             v.plateau * (1.0 + verdict::TOLERANCE),
             if v.pass() { "PASS" } else { "FAIL" }
         );
-        f.flush().expect("writing the CSV");
     }
-    if v.pass() {
-        println!("verdict: PASS");
-    } else {
-        println!("verdict: FAIL");
-        std::process::exit(1);
+    println!("verdict: {}", if v.pass() { "PASS" } else { "FAIL" });
+    v.pass()
+}
+
+/// `soak --judge RUN.csv [--cycle-secs S]`: the verdict on a recorded run (its cycle from the
+/// CSV's last line unless given), with the verdict line of the CSV rewritten.
+fn judge_file(path: &str, cycle_s: f64) -> bool {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut cycle = cycle_s;
+    let mut samples = Vec::new();
+    let mut kept = Vec::new();
+    for line in text.lines() {
+        if let Some(meta) = line.strip_prefix("# ") {
+            if cycle <= 0.0 {
+                cycle = meta
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("cycle_s="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0);
+            }
+            continue;
+        }
+        kept.push(line);
+        let f: Vec<f64> = line.split(',').filter_map(|v| v.parse().ok()).collect();
+        if f.len() >= 2 {
+            samples.push((f[0], f[1]));
+        }
     }
+    assert!(cycle > 0.0, "{path}: no cycle_s line; pass --cycle-secs");
+    let mut out = kept.join("\n").into_bytes();
+    out.push(b'\n');
+    let pass = judge(&samples, cycle, Some(&mut out));
+    std::fs::write(path, out).unwrap_or_else(|e| panic!("{path}: {e}"));
+    pass
 }
