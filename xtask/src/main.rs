@@ -41,8 +41,9 @@ commands:
         only the limits tests in tests/limits (RLIMIT_AS, RSS after frees, mappings)
   proftest [--backend mmap|brk]
         only the heap-profile tests in tests/profile (PAGEBREAK_PROFILE on)
-  fastpath [--update] [--compare LIB.so...]
-        count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt
+  fastpath [--update] [--no-peers] [--compare LIB.so...]
+        count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt,
+        and the other allocators' (glibc, mimalloc 2.0.9/2.x/3.x, jemalloc, snmalloc)
   bench ...
         benchmarks (see `cargo xtask bench --help`)
 ";
