@@ -428,6 +428,32 @@ impl GuardedPool {
         let Ok(span) = (unsafe { source.alloc(span_size, SEGMENT_SIZE) }) else {
             return false;
         };
+        // The records first, then the protection. Writing them gives the mapping its anonymous
+        // memory object before part of it becomes inaccessible; Linux then keeps the
+        // protected part's commit accounting (it drops it from a mapping never written), so a
+        // slot protected again after use matches its neighbours and the kernel merges them:
+        // without this, each used slot of a brk-backed pool stayed two extra mappings.
+        let records = span.ptr.cast::<SlotRecord>();
+        // SAFETY: the records and the ring fit in the first `first` bytes (accessible), and
+        // SlotRecord's alignment (8) divides the page-aligned span start.
+        unsafe {
+            for i in 0..config.slots {
+                ptr::write(
+                    records.add(i),
+                    SlotRecord {
+                        state: AtomicU8::new(SLOT_UNUSED),
+                        dirty: AtomicU8::new(!span.zeroed as u8),
+                        block: AtomicUsize::new(0),
+                        requested: AtomicUsize::new(0),
+                        usable: AtomicUsize::new(0),
+                        alloc_len: AtomicUsize::new(0),
+                        free_len: AtomicUsize::new(0),
+                        alloc_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
+                        free_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
+                    },
+                );
+            }
+        }
         // SAFETY: the slots' part of the span is ours and page-aligned.
         let protected = unsafe { source.protect(span.ptr.add(first), span_size - first, false) };
         let mut mapped = protected;
@@ -453,25 +479,8 @@ impl GuardedPool {
             return false;
         }
         let records = span.ptr.cast::<SlotRecord>();
-        // SAFETY: the records and the ring fit in the first `first` bytes (accessible), and
-        // SlotRecord's alignment (8) divides the page-aligned span start.
+        // SAFETY: as above.
         unsafe {
-            for i in 0..config.slots {
-                ptr::write(
-                    records.add(i),
-                    SlotRecord {
-                        state: AtomicU8::new(SLOT_UNUSED),
-                        dirty: AtomicU8::new(!span.zeroed as u8),
-                        block: AtomicUsize::new(0),
-                        requested: AtomicUsize::new(0),
-                        usable: AtomicUsize::new(0),
-                        alloc_len: AtomicUsize::new(0),
-                        free_len: AtomicUsize::new(0),
-                        alloc_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
-                        free_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
-                    },
-                );
-            }
             let ring = records.add(config.slots).cast::<u32>();
             let mut queue = self.queue.lock(source);
             queue.ring = ring;
