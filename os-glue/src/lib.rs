@@ -1,7 +1,7 @@
 //! What the OS-backed page sources share: a cheap monotonic clock (for purge delays),
 //! entropy (for the free-list secret) and the kernel's page size, from the C library (vDSO
-//! and auxiliary vector: no real system calls), and page protection (`mprotect`, for guarded
-//! blocks). `no_std`, allocates nothing.
+//! and auxiliary vector: no real system calls), a yield for spin waits, and page protection
+//! (`mprotect`, for guarded blocks). `no_std`, allocates nothing.
 #![cfg_attr(not(test), no_std)]
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -51,6 +51,13 @@ pub fn page_size() -> usize {
     };
     PAGE_SIZE.store(page, Ordering::Relaxed);
     page
+}
+
+/// Give the CPU to another runnable thread (`sched_yield`): what a spin wait does once its
+/// backoff is spent, so a preempted lock holder can run.
+pub fn yield_now() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
 }
 
 /// `mprotect`: make `[ptr, ptr + size)` inaccessible (`PROT_NONE`) or readable and writable
