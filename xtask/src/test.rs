@@ -165,6 +165,19 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         misuse::check_all(t, &misuse_cases, &built.so, name)?;
         limits::check_all(t, &limits_tests, Some(&built.so), name)?;
         proftests::check_all(t, &profile_tests, &built.so, name)?;
+        if backend == Backend::Mmap {
+            // The reader does not care which backend wrote the dump: one run is enough.
+            t.check(
+                "pagebreak-prof on shares.c's dumps: top list 60/30/10, flame graph, pprof",
+                || {
+                    let shares = profile_tests
+                        .iter()
+                        .find(|p| p.name == "shares")
+                        .ok_or("tests/profile/shares.c is missing")?;
+                    crate::profile::check_reader(&shares.bin, &built.so)
+                },
+            )?;
+        }
         libs.push((backend, built));
     }
 

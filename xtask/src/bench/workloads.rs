@@ -92,7 +92,7 @@ pub const WORKLOADS: &[Workload] = &[
         what: "a C++ program (g++): std::string documents indexed in unordered_map/map, edited, and shared_ptr messages passed between 3 threads and checked",
         program: Program::Cxx("cpp_objects"),
         full: &["60", "3"],
-        quick: &["15", "3"],
+        quick: &["10", "3"],
     },
     Workload {
         name: "larson-oversub",
