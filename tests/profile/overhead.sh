@@ -14,6 +14,8 @@ for w in binary_trees cache_scratch large larson realloc xmalloc; do
     cc -O2 -pthread -o "$bin/$w" "$root/alloc-bench/workloads/$w.c"
 done
 cp "$root/alloc-bench/workloads/py_alloc.py" "$bin/"
+# The interpreter itself, not a wrapper script (pyenv's shim would hide it from callgrind).
+py=$(python3 -c 'import sys; print(sys.executable)')
 run() { # name mode cmd...
     name=$1; mode=$2; shift 2
     if [ "$mode" = on ]; then p=1; else p=0; fi
@@ -37,7 +39,7 @@ while [ $i -lt "$reps" ]; do
         run binary-trees $mode "$bin/binary_trees" 17
         run large $mode "$bin/large" 2000 2
         run realloc $mode "$bin/realloc" 800 2
-        run python $mode python3 "$bin/py_alloc.py" 2
+        run python $mode "$py" "$bin/py_alloc.py" 2
     done
     i=$((i + 1))
 done
