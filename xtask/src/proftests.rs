@@ -25,14 +25,7 @@ pub fn compile_all(bins: &Path) -> Result<Vec<CTest>, String> {
     std::fs::create_dir_all(bins).map_err(|e| format!("{}: {e}", bins.display()))?;
     let mut tests = Vec::new();
     for src in ctests::c_sources(&dir(), "profile tests")? {
-        let name = src.file_stem().unwrap().to_string_lossy().into_owned();
-        let bin = bins.join(format!("profile-{name}"));
-        ctests::cc(&src, &bin, &["-ldl"])?;
-        tests.push(CTest {
-            name,
-            bin,
-            env: Vec::new(),
-        });
+        tests.push(ctests::compile_one(&src, bins, "profile")?);
     }
     Ok(tests)
 }
