@@ -213,8 +213,12 @@ impl<S: PageSource> Allocator<S> {
     pub fn new_arena_heap(&self) -> *mut Heap {
         let heap = self.new_heap();
         if !heap.is_null() {
-            // SAFETY: a fresh heap, ours alone.
-            unsafe { (*heap).arena = true };
+            // SAFETY: a fresh heap, ours alone. Not sampled: a sampled block lives outside
+            // the arena's segments, and destroying the arena would not free it.
+            unsafe {
+                (*heap).arena = true;
+                (*heap).sampler = crate::sampling::Sampler::OFF;
+            }
         }
         heap
     }

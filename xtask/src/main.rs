@@ -53,7 +53,7 @@ commands:
   soak --minutes N [--backend mmap|brk] [--cycle-secs S]
         a server-like workload for N minutes, preloaded; RSS and throughput each minute,
         a verdict on the RSS curve at the end (target/pagebreak-soak/*.svg)
-  threads [--ops N] [--counts 1,2,8,32,128]
+  threads [--ops N] [--counts 1,2,8,32,128] [--runs N]
         throughput and single-malloc latency per thread count, pagebreak next to mimalloc
   bench ...
         benchmarks (see `cargo xtask bench --help`)
