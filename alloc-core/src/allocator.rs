@@ -1283,6 +1283,7 @@ impl<S: PageSource> Allocator<S> {
         stats.heaps = c.heaps.load(Ordering::Relaxed);
         stats.abandoned_segments = self.abandoned_count.load(Ordering::Relaxed);
         stats.cached_resident = self.cache.lock().resident;
+        stats.guarded = self.guarded.stats();
         stats
     }
 }
