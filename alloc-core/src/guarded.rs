@@ -482,7 +482,7 @@ impl GuardedPool {
         // SAFETY: as above.
         unsafe {
             let ring = records.add(config.slots).cast::<u32>();
-            let mut queue = self.queue.lock();
+            let mut queue = self.queue.lock(source);
             queue.ring = ring;
             queue.cap = config.slots;
             queue.head = 0;
@@ -531,7 +531,7 @@ impl GuardedPool {
             Some(u) if u <= g.data_bytes => u,
             _ => return ptr::null_mut(),
         };
-        let Some(slot) = self.queue.lock().pop() else {
+        let Some(slot) = self.queue.lock(source).pop() else {
             self.pool_full.fetch_add(1, Ordering::Relaxed);
             return ptr::null_mut();
         };
@@ -545,7 +545,7 @@ impl GuardedPool {
         let (lo, hi) = Geometry::pages_of(off, usable);
         // SAFETY: [lo, hi) is inside the slot's data region of our span, page-aligned.
         if !unsafe { source.protect(g.span.add(lo), hi - lo, true) } {
-            self.queue.lock().push(slot as u32);
+            self.queue.lock(source).push(slot as u32);
             return ptr::null_mut();
         }
         let mut stack = [0usize; STACK_FRAMES];
@@ -623,7 +623,7 @@ impl GuardedPool {
             source.protect(g.span.add(lo), hi - lo, false);
         }
         self.live.fetch_sub(1, Ordering::Relaxed);
-        self.queue.lock().push(slot as u32);
+        self.queue.lock(source).push(slot as u32);
     }
 
     /// Usable bytes of the live guarded block `p`; reports otherwise.
@@ -737,8 +737,8 @@ impl GuardedPool {
         }
     }
 
-    pub(crate) fn before_fork(&self) {
-        self.queue.raw_lock();
+    pub(crate) fn before_fork<S: PageSource>(&self, source: &S) {
+        self.queue.raw_lock(source);
     }
 
     /// # Safety
