@@ -1272,6 +1272,7 @@ impl<S: PageSource> Allocator<S> {
         stats.heaps = c.heaps.load(Ordering::Relaxed);
         stats.abandoned_segments = self.abandoned_count.load(Ordering::Relaxed);
         stats.cached_resident = self.cache.lock(&self.source).resident;
+        stats.guarded = self.guarded.stats();
         stats
     }
 }

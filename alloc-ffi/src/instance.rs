@@ -271,6 +271,7 @@ macro_rules! define_instance {
             extern "C" fn after_fork_child() {
                 // SAFETY: paired with before_fork, in the child.
                 unsafe { ALLOC.after_fork_child() };
+                crate::profile::after_fork_child();
             }
 
             /// Thread exit: retire the heap; later frees on this thread take the remote path.
