@@ -33,7 +33,7 @@ fn empty_page() -> *mut Page {
 
 /// Slow paths between two looks at the purge clock. A slow path runs at most every few
 /// dozen mallocs of a class, so purges still happen within milliseconds of their deadline.
-const PURGE_CHECK_EVERY: u32 = 32;
+pub(crate) const PURGE_CHECK_EVERY: u32 = 32;
 
 #[derive(Clone, Copy)]
 pub(crate) struct PageQueue {
@@ -436,7 +436,7 @@ impl Heap {
     }
 
     /// Bring a page back from the full queue (to the back of its class queue).
-    unsafe fn page_unfull(&mut self, page: *mut Page) {
+    pub(crate) unsafe fn page_unfull(&mut self, page: *mut Page) {
         // SAFETY: `page` is ours and in the full queue.
         unsafe {
             (*page).set_delay(DELAY_NO);
@@ -520,57 +520,9 @@ impl Heap {
         (ptr::null_mut(), 0)
     }
 
-    // ---------------------------------------------------------------- free, owner side
-
-    /// Free `block` of `page`, which this heap owns; `canary` is the page's canary for it
-    /// (the caller computed it for the double-free check).
-    ///
-    /// # Safety
-    ///
-    /// `page` is owned by this heap and `block` is a live block of it.
-    #[inline(always)]
-    pub(crate) unsafe fn free_local<S: PageSource>(
-        &mut self,
-        alloc: &Allocator<S>,
-        page: *mut Page,
-        block: *mut Block,
-        canary: usize,
-    ) {
-        // SAFETY: per the contract; the block is ours to overwrite now.
-        unsafe {
-            (*block).next = (*page).encode((*page).local_free as usize);
-            (*block).canary = canary;
-            (*page).local_free = block;
-            (*page).used -= 1;
-            if (*page).used == 0 || (*page).in_full {
-                self.free_local_cold(alloc, page);
-            }
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    unsafe fn free_local_cold<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
-        // SAFETY: `page` is ours (caller's contract).
-        unsafe {
-            if (*page).in_full {
-                self.page_unfull(page);
-            }
-            if (*page).used == 0 {
-                self.page_retire(alloc, page);
-                // A program that only frees (or only hits the malloc fast path) must still
-                // purge: pages going empty is the other place to look at the clock.
-                self.slow_ticks = self.slow_ticks.wrapping_add(1);
-                if self.slow_ticks.is_multiple_of(PURGE_CHECK_EVERY) {
-                    self.maybe_purge(alloc, false);
-                }
-            }
-        }
-    }
-
     /// A page with no live blocks: keep it if it is the only page of its class (so a
     /// malloc/free loop does not map and unmap a page each time), else give the slot back.
-    unsafe fn page_retire<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
+    pub(crate) unsafe fn page_retire<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
         // SAFETY: `page` is ours, in its class queue, with no live blocks.
         unsafe {
             let class = (*page).class as usize;

@@ -1,17 +1,27 @@
 //! Which 4 MiB chunks of the address space hold our segments.
 //!
 //! `free(p)` must reject a pointer we never handed out *before* it reads anything at
-//! `p & !SEGMENT_MASK` (that address may not be mapped). The map answers with two dependent
-//! loads: a 512-entry top table (one per 256 GiB of the 47-bit user address space) and a
-//! 64 KiB leaf of one byte per chunk, allocated from the page source on first use.
+//! `p & !SEGMENT_MASK` (that address may not be mapped). The map keeps one byte per chunk of
+//! the 47-bit user address space, in one of two layouts:
 //!
-//! A byte is 0 for "not ours"; [`PAGES_64K`] or [`PAGES_512K`] for a page segment starting
-//! here, with its slot size (so `free` finds the page without reading the segment header);
-//! [`HUGE_START`] for a huge block's header; and `HUGE_BACK + k` for "the huge header is 2^k
-//! chunks below": a block aligned to 4 MiB or more starts in a chunk of its own.
+//! * **flat** (sources that can reserve address space, [`PageSource::reserve_zeroed`]): one
+//!   32 MiB table, `table[p >> 22]`, one load. Untouched pages of it read as zero and cost no
+//!   memory: a program with 1 GiB of segments writes 256 bytes of it (one 4 KiB page).
+//! * **two-level** (every other source): a 512-entry top table (one per 256 GiB) and 64 KiB
+//!   leaves allocated from the source on first use; two dependent loads.
+//!
+//! The layout is chosen at the first `set` and never changes.
+//!
+//! An entry is 0 for "not ours"; [`PAGES_64K`] or [`PAGES_512K`] for a page segment starting
+//! here, whose value is its slot shift (so `free` finds the page without reading the segment
+//! header); [`HUGE_START`] for a huge block's header; and `HUGE_BACK + k` for "the huge header
+//! is 2^k chunks below": a block aligned to 4 MiB or more starts in a chunk of its own.
+//! Every value outside `PAGES_64K..=PAGES_512K` routes `free` to its cold path, which
+//! dispatches on the kind: a new kind of block with its own free (sampled, guarded) takes one
+//! of the free values (1, 2, [`FIRST_FREE_KIND`]..16).
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 use crate::source::PageSource;
 use crate::SEGMENT_SHIFT;
@@ -20,27 +30,43 @@ const ADDRESS_BITS: usize = 47;
 const LEAF_BITS: usize = 16;
 const LEAF_BYTES: usize = 1 << LEAF_BITS;
 const TOP_ENTRIES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT - LEAF_BITS);
+/// Entries (and bytes) of the flat table: one per chunk of the 47-bit space, 32 MiB.
+pub const FLAT_BYTES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
 
-/// Map entry: a page segment with 64 KiB slots (small and large pages) starts here.
-pub const PAGES_64K: u8 = 1;
-/// Map entry: a page segment with 512 KiB slots (medium pages) starts here.
-pub const PAGES_512K: u8 = 2;
 /// Map entry: a huge block's segment header starts here.
 pub const HUGE_START: u8 = 3;
-/// Map entry base: `HUGE_BACK + k` means the huge header is 2^k chunks below.
+/// Map entry base: `HUGE_BACK + k` means the huge header is 2^k chunks below (k <= 8: the
+/// largest alignment served is 1 GiB, 2^8 chunks).
 pub const HUGE_BACK: u8 = 4;
+/// Map entry: a page segment with 64 KiB slots (small and large pages) starts here. The value
+/// is the slot shift.
+pub const PAGES_64K: u8 = 16;
+/// Map entry: a page segment with 512 KiB slots (medium pages) starts here (the slot shift).
+pub const PAGES_512K: u8 = 19;
+/// Entry values no kind uses yet: 1, 2, and `FIRST_FREE_KIND..PAGES_BIT`. Every kind but a
+/// page segment's must stay below [`PAGES_BIT`] (`free` tests that one bit).
+pub const FIRST_FREE_KIND: u8 = HUGE_BACK + 9;
+/// The bit only page segments' entries have.
+pub const PAGES_BIT: u8 = 16;
 
-/// Whether `entry` is a page segment's.
+const _: () = assert!(FIRST_FREE_KIND <= PAGES_BIT);
+const _: () = assert!(PAGES_64K & PAGES_BIT != 0 && PAGES_512K & PAGES_BIT != 0);
+const _: () = assert!(PAGES_512K < 2 * PAGES_BIT);
+
+/// Whether `entry` is a page segment's (one bit test).
 #[inline(always)]
 pub const fn is_pages(entry: u8) -> bool {
-    entry.wrapping_sub(PAGES_64K) <= PAGES_512K - PAGES_64K
+    entry & PAGES_BIT != 0
 }
 
 /// Slot shift of a page segment's entry: 16 (64 KiB) or 19 (512 KiB).
 #[inline(always)]
 pub const fn slot_shift(entry: u8) -> u32 {
-    13 + 3 * entry as u32
+    entry as u32
 }
+
+/// `flat` before the first `set`: no layout chosen yet (and no entry set).
+const UNDECIDED: usize = 1;
 
 /// The leaf every unpopulated top entry points to: all zeros ("not ours"), never written.
 /// It saves the lookup a null test, and untouched it costs no memory (it stays in .bss).
@@ -53,8 +79,13 @@ fn zero_leaf() -> *mut AtomicU8 {
     ZERO_LEAF.0.as_ptr().cast_mut()
 }
 
-/// The two-level chunk map. `const`-constructible; leaves come from the page source.
+/// The chunk map. `const`-constructible; its table or leaves come from the page source.
 pub struct SegmentMap {
+    /// The flat table; [`UNDECIDED`] before the first `set`; null: the two-level layout.
+    flat: AtomicPtr<AtomicU8>,
+    /// Entries of the flat table ([`FLAT_BYTES`]) once it exists, else 0: the fast path's one
+    /// compare both bounds the index and sends two-level maps to the slow lookup.
+    flat_len: AtomicUsize,
     top: [AtomicPtr<AtomicU8>; TOP_ENTRIES],
 }
 
@@ -62,6 +93,8 @@ impl SegmentMap {
     /// An empty map.
     pub const fn new() -> Self {
         SegmentMap {
+            flat: AtomicPtr::new(ptr::without_provenance_mut(UNDECIDED)),
+            flat_len: AtomicUsize::new(0),
             top: [const { AtomicPtr::new(ZERO_LEAF.0.as_ptr().cast_mut()) }; TOP_ENTRIES],
         }
     }
@@ -73,9 +106,49 @@ impl SegmentMap {
         (top < TOP_ENTRIES).then_some((top, chunk & (LEAF_BYTES - 1)))
     }
 
+    /// Whether lookups take the flat table (one load) rather than two levels.
+    pub fn is_flat(&self) -> bool {
+        self.flat.load(Ordering::Relaxed).addr() > UNDECIDED
+    }
+
     /// The entry for the chunk holding `addr` (0 when unknown).
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, addr: usize) -> u8 {
+        match self.get_flat(addr) {
+            Some(entry) => entry,
+            None => self.get_slow(addr),
+        }
+    }
+
+    /// The entry from the flat table, `None` when [`get_slow`](Self::get_slow) must answer
+    /// (a two-level map, or an address past the 47-bit space): the fast path inlines only
+    /// this, one compare and one load.
+    #[inline(always)]
+    pub fn get_flat(&self, addr: usize) -> Option<u8> {
+        let chunk = addr >> SEGMENT_SHIFT;
+        if chunk >= self.flat_len.load(Ordering::Acquire) {
+            return None;
+        }
+        let flat = self.flat.load(Ordering::Relaxed);
+        // SAFETY: `flat_len` is non-zero only once `flat` points to FLAT_BYTES of
+        // zero-initialised memory reserved for the life of the source (never released), and
+        // `chunk < FLAT_BYTES`.
+        Some(unsafe { (*flat.add(chunk)).load(Ordering::Acquire) })
+    }
+
+    /// The entry when [`get_flat`](Self::get_flat) has none: from the two-level map, or 0.
+    #[inline(never)]
+    pub fn get_slow(&self, addr: usize) -> u8 {
+        // `flat_len` is published just after `flat`: a flat table may exist already.
+        let flat = self.flat.load(Ordering::Acquire);
+        if flat.addr() > UNDECIDED {
+            let chunk = addr >> SEGMENT_SHIFT;
+            if chunk >= FLAT_BYTES {
+                return 0;
+            }
+            // SAFETY: as in `get_flat`.
+            return unsafe { (*flat.add(chunk)).load(Ordering::Acquire) };
+        }
         let Some((top, index)) = Self::split(addr) else {
             return 0;
         };
@@ -89,16 +162,52 @@ impl SegmentMap {
     #[inline]
     pub fn header_addr(addr: usize, entry: u8) -> usize {
         let chunk_base = addr & !((1usize << SEGMENT_SHIFT) - 1);
-        if entry < HUGE_BACK {
+        if entry < HUGE_BACK || entry > HUGE_BACK + 8 {
             chunk_base
         } else {
             chunk_base.wrapping_sub(1usize << (SEGMENT_SHIFT + (entry - HUGE_BACK) as usize))
         }
     }
 
-    /// Set the entry of the chunk holding `addr`. Returns `false` if the leaf could not be
-    /// allocated (out of memory).
+    /// The flat table, choosing the layout on first use (null: two levels).
+    fn flat_table<S: PageSource>(&self, source: &S) -> *mut AtomicU8 {
+        let current = self.flat.load(Ordering::Acquire);
+        if current.addr() != UNDECIDED {
+            return current;
+        }
+        // First use: choose the layout (a race may reserve twice; one reservation wins).
+        let fresh = source
+            .reserve_zeroed(FLAT_BYTES)
+            .map_or(ptr::null_mut(), |p| p.cast::<AtomicU8>());
+        match self
+            .flat
+            .compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                if !fresh.is_null() {
+                    self.flat_len.store(FLAT_BYTES, Ordering::Release);
+                }
+                fresh
+            }
+            // Another thread chose first; our reservation (if any) stays unused: address
+            // space only, this happens at most once per racing thread at start-up.
+            Err(winner) => winner,
+        }
+    }
+
+    /// Set the entry of the chunk holding `addr`. Returns `false` if the map could not get
+    /// memory (out of memory).
     pub fn set<S: PageSource>(&self, source: &S, addr: usize, entry: u8) -> bool {
+        let flat = self.flat_table(source);
+        if !flat.is_null() {
+            let chunk = addr >> SEGMENT_SHIFT;
+            if chunk >= FLAT_BYTES {
+                return false;
+            }
+            // SAFETY: as in `get`.
+            unsafe { (*flat.add(chunk)).store(entry, Ordering::Release) };
+            return true;
+        }
         let Some((top, index)) = Self::split(addr) else {
             return false;
         };
@@ -127,19 +236,28 @@ impl SegmentMap {
                 }
             }
         }
-        // SAFETY: as in `get`.
+        // SAFETY: as in `get_slow`.
         unsafe { (*leaf.add(index)).store(entry, Ordering::Release) };
         true
     }
 
     /// Forget the chunk holding `addr`.
     pub fn clear(&self, addr: usize) {
+        let flat = self.flat.load(Ordering::Acquire);
+        if flat.addr() > UNDECIDED {
+            let chunk = addr >> SEGMENT_SHIFT;
+            if chunk < FLAT_BYTES {
+                // SAFETY: as in `get`.
+                unsafe { (*flat.add(chunk)).store(0, Ordering::Release) };
+            }
+            return;
+        }
         let Some((top, index)) = Self::split(addr) else {
             return;
         };
         let leaf = self.top[top].load(Ordering::Acquire);
         if leaf != zero_leaf() {
-            // SAFETY: as in `get`; the zero leaf is never written.
+            // SAFETY: as in `get_slow`; the zero leaf is never written.
             unsafe { (*leaf.add(index)).store(0, Ordering::Release) };
         }
     }
