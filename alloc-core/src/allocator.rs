@@ -9,9 +9,7 @@ use crate::checks::{report, Call, Misuse, MisuseKind};
 use crate::heap::Heap;
 use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO};
 use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
-use crate::segment_map::{
-    is_pages, SegmentMap, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K,
-};
+use crate::segment_map::{is_pages, SegmentMap, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K};
 use crate::size_class::{aligned_class, class_size, PageKind, DIRECT_MAX, LARGE_MAX, NUM_CLASSES};
 use crate::source::{PageSource, Span};
 use crate::span_cache::{SpanCache, Work};
@@ -401,7 +399,6 @@ impl<S: PageSource> Allocator<S> {
             self.alloc_large(&*heap, size, align, zero)
         }
     }
-
 
     /// Grow or shrink a huge block by moving its span (no copy where the source can remap).
     ///

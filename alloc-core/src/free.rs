@@ -263,7 +263,6 @@ impl<S: PageSource> Allocator<S> {
         }
     }
 
-
     /// Give a freed huge block's span to the cache.
     ///
     /// # Safety
@@ -284,10 +283,14 @@ impl<S: PageSource> Allocator<S> {
         }
     }
 
-
     /// The header of the large block `p` (validated: ours, live or freed-and-cached, and
     /// exactly the block start); reports otherwise.
-    pub(crate) unsafe fn large_header(&self, p: *mut u8, entry: u8, call: Call) -> *mut SegmentHeader {
+    pub(crate) unsafe fn large_header(
+        &self,
+        p: *mut u8,
+        entry: u8,
+        call: Call,
+    ) -> *mut SegmentHeader {
         if entry == 0 {
             self.report(call, MisuseKind::InvalidPointer, p as usize);
         }
@@ -388,7 +391,11 @@ impl Heap {
     /// `page` is owned by this heap.
     #[cold]
     #[inline(never)]
-    pub(crate) unsafe fn free_local_cold<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
+    pub(crate) unsafe fn free_local_cold<S: PageSource>(
+        &mut self,
+        alloc: &Allocator<S>,
+        page: *mut Page,
+    ) {
         // SAFETY: `page` is ours (caller's contract).
         unsafe {
             if (*page).in_full {

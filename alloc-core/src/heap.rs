@@ -522,7 +522,11 @@ impl Heap {
 
     /// A page with no live blocks: keep it if it is the only page of its class (so a
     /// malloc/free loop does not map and unmap a page each time), else give the slot back.
-    pub(crate) unsafe fn page_retire<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
+    pub(crate) unsafe fn page_retire<S: PageSource>(
+        &mut self,
+        alloc: &Allocator<S>,
+        page: *mut Page,
+    ) {
         // SAFETY: `page` is ours, in its class queue, with no live blocks.
         unsafe {
             let class = (*page).class as usize;

@@ -433,7 +433,14 @@ mod tests {
             let mut page = Page::EMPTY;
             // SAFETY: init writes the page's fields only; the area is never touched.
             unsafe {
-                Page::init(&mut page, core::ptr::without_provenance_mut(start), area, class, 7, false)
+                Page::init(
+                    &mut page,
+                    core::ptr::without_provenance_mut(start),
+                    area,
+                    class,
+                    7,
+                    false,
+                )
             };
             let blocks = page.reserved as usize;
             let step = if cfg!(miri) { 7 } else { 1 };
@@ -442,7 +449,8 @@ mod tests {
                     let offset = (index * size).wrapping_add(delta);
                     let expect = offset.is_multiple_of(size) && offset / size < blocks;
                     // SAFETY: the page is initialised.
-                    let got = unsafe { Page::raw_is_block_start(&page, start.wrapping_add(offset)) };
+                    let got =
+                        unsafe { Page::raw_is_block_start(&page, start.wrapping_add(offset)) };
                     assert_eq!(got, expect, "class {class} size {size} offset {offset:#x}");
                 }
             }

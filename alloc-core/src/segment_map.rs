@@ -268,3 +268,88 @@ impl Default for SegmentMap {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{SourceError, Span};
+    use std::alloc::{alloc_zeroed, Layout};
+
+    /// Hands out leaf pages, and the flat table when `flat`.
+    struct LeafSource {
+        flat: bool,
+    }
+
+    // SAFETY: std's allocator returns disjoint, aligned, zeroed regions.
+    unsafe impl PageSource for LeafSource {
+        unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: non-zero size.
+            let ptr = unsafe { alloc_zeroed(layout) };
+            Ok(Span {
+                ptr,
+                size,
+                zeroed: true,
+            })
+        }
+        unsafe fn release(&self, _: *mut u8, _: usize) {}
+        unsafe fn purge(&self, _: *mut u8, _: usize) -> bool {
+            false
+        }
+        fn reserve_zeroed(&self, size: usize) -> Option<*mut u8> {
+            // SAFETY: non-zero size.
+            self.flat
+                .then(|| unsafe { alloc_zeroed(Layout::from_size_align(size, 4096).unwrap()) })
+        }
+    }
+
+    fn exercise(flat: bool) {
+        let source = LeafSource { flat };
+        let map = SegmentMap::new();
+        let seg = 0x7f12_3440_0000usize;
+        assert_eq!(map.get(seg), 0);
+        assert!(map.set(&source, seg, PAGES_64K));
+        assert_eq!(map.is_flat(), flat);
+        assert_eq!(map.get_flat(seg).is_some(), flat);
+        assert!(map.set(&source, seg + (4 << 20), PAGES_512K));
+        assert!(map.set(&source, 0x1000_0000, HUGE_START));
+        for (addr, want) in [
+            (seg, PAGES_64K),
+            (seg + 12345, PAGES_64K),
+            (seg + (4 << 20) - 1, PAGES_64K),
+            (seg + (4 << 20), PAGES_512K),
+            (seg + (8 << 20), 0),
+            (seg - 1, 0),
+            (0x1000_0000 + 16, HUGE_START),
+            (0, 0),
+            (1 << 47, 0),
+            (usize::MAX, 0),
+        ] {
+            assert_eq!(map.get(addr), want, "{addr:#x} (flat: {flat})");
+        }
+        assert!(!map.set(&source, 1 << 47, HUGE_START));
+        map.clear(seg + 5);
+        assert_eq!(map.get(seg), 0);
+        assert_eq!(map.get(seg + (4 << 20)), PAGES_512K);
+    }
+
+    #[test]
+    fn flat_map_sets_gets_and_clears() {
+        exercise(true);
+    }
+
+    #[test]
+    fn two_level_map_sets_gets_and_clears() {
+        exercise(false);
+    }
+
+    #[test]
+    fn kinds_are_routed_by_one_bit() {
+        assert!(is_pages(PAGES_64K) && is_pages(PAGES_512K));
+        for kind in [0, 1, 2, HUGE_START, HUGE_BACK, HUGE_BACK + 8, FIRST_FREE_KIND, 15] {
+            assert!(!is_pages(kind), "{kind}");
+        }
+        assert_eq!(slot_shift(PAGES_64K), 16);
+        assert_eq!(slot_shift(PAGES_512K), 19);
+    }
+}
