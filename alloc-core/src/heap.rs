@@ -376,11 +376,14 @@ impl Heap {
                     }
                     if !(*page).free.is_null() {
                         self.publish(page);
+                        // The direct table always points at the queue's first page: only a
+                        // page moved to the front needs it rewritten (it was most of this
+                        // slow path's cost on a churn loop).
                         if page != self.queues[class].first {
                             self.queues[class].remove(page);
                             self.queues[class].push_front(page);
+                            self.update_direct(class);
                         }
-                        self.update_direct(class);
                         return page;
                     }
                     self.page_to_full(page);
