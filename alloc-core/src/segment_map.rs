@@ -162,7 +162,7 @@ impl SegmentMap {
     #[inline]
     pub fn header_addr(addr: usize, entry: u8) -> usize {
         let chunk_base = addr & !((1usize << SEGMENT_SHIFT) - 1);
-        if entry < HUGE_BACK || entry > HUGE_BACK + 8 {
+        if !(HUGE_BACK..=HUGE_BACK + 8).contains(&entry) {
             chunk_base
         } else {
             chunk_base.wrapping_sub(1usize << (SEGMENT_SHIFT + (entry - HUGE_BACK) as usize))
@@ -346,7 +346,16 @@ mod tests {
     #[test]
     fn kinds_are_routed_by_one_bit() {
         assert!(is_pages(PAGES_64K) && is_pages(PAGES_512K));
-        for kind in [0, 1, 2, HUGE_START, HUGE_BACK, HUGE_BACK + 8, FIRST_FREE_KIND, 15] {
+        for kind in [
+            0,
+            1,
+            2,
+            HUGE_START,
+            HUGE_BACK,
+            HUGE_BACK + 8,
+            FIRST_FREE_KIND,
+            15,
+        ] {
             assert!(!is_pages(kind), "{kind}");
         }
         assert_eq!(slot_shift(PAGES_64K), 16);
