@@ -2,7 +2,7 @@
 //! (`StaticSource`), as it would in a kernel, firmware or a sandbox. The allocator itself
 //! makes no OS call and allocates nothing of its own; `std` is used here only to print.
 //!
-//! Run with `cargo run -p alloc-core --example static_arena`.
+//! Run with `cargo run -p pagebreak-core --example static_arena`.
 
 use alloc_core::view::SlotState;
 use alloc_core::{Allocator, StaticSource, Stats};

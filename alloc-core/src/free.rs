@@ -24,7 +24,7 @@ use crate::checks::{Call, MisuseKind};
 use crate::heap::{bump, Heap, PURGE_CHECK_EVERY};
 use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO, DELAY_USE};
 use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
-use crate::segment_map::{is_pages, slot_shift, SegmentMap};
+use crate::segment_map::{is_pages, slot_shift, SegmentMap, GUARDED, SAMPLED};
 use crate::source::PageSource;
 use crate::SEGMENT_SIZE;
 
@@ -244,6 +244,13 @@ impl<S: PageSource> Allocator<S> {
         if p.is_null() {
             return;
         }
+        if entry == SAMPLED {
+            return self.home_free(p, call);
+        }
+        if entry == GUARDED {
+            // SAFETY: the map says the guarded pool holds `p`; it validates `p` itself.
+            return unsafe { self.guarded.free(self.source(), p, call) };
+        }
         // SAFETY: `large_header` validates before anything is written.
         unsafe {
             let hdr = self.large_header(p, entry, call);
@@ -273,6 +280,10 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             (*hdr).kind = KIND_FREE;
             (*hdr).owner = 0;
+            if (*hdr).sample != 0 {
+                self.forget_sample((*hdr).sample);
+                (*hdr).sample = 0;
+            }
             self.counters
                 .huge_live_bytes
                 .fetch_sub((*hdr).requested, Ordering::Relaxed);
@@ -348,6 +359,12 @@ impl<S: PageSource> Allocator<S> {
                     self.report(call, MisuseKind::DoubleFree, p as usize);
                 }
                 return (*page).block_size;
+            }
+            if entry == SAMPLED {
+                return self.home_usable(p, call);
+            }
+            if entry == GUARDED {
+                return self.guarded.usable_size(p, call);
             }
             let hdr = self.large_header(p, entry, call);
             large_usable(&*hdr)

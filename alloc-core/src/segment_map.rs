@@ -14,11 +14,12 @@
 //!
 //! An entry is 0 for "not ours"; [`PAGES_64K`] or [`PAGES_512K`] for a page segment starting
 //! here, whose value is its slot shift (so `free` finds the page without reading the segment
-//! header); [`HUGE_START`] for a huge block's header; and `HUGE_BACK + k` for "the huge header
-//! is 2^k chunks below": a block aligned to 4 MiB or more starts in a chunk of its own.
-//! Every value outside `PAGES_64K..=PAGES_512K` routes `free` to its cold path, which
-//! dispatches on the kind: a new kind of block with its own free (sampled, guarded) takes one
-//! of the free values (1, 2, [`FIRST_FREE_KIND`]..16).
+//! header); [`HUGE_START`] for a huge block's header; `HUGE_BACK + k` for "the huge header is
+//! 2^k chunks below": a block aligned to 4 MiB or more starts in a chunk of its own;
+//! [`SAMPLED`] for a sample segment (profiled blocks); and [`GUARDED`] for the guarded pool.
+//! `free` tests one bit, [`PAGES_BIT`], which only page segments' entries have: every other
+//! value goes to its cold path, which dispatches on the kind. A new kind takes any value with
+//! that bit clear (1, 2, 13..=15, 0x20..=0x2f, ...).
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
@@ -43,14 +44,18 @@ pub const HUGE_BACK: u8 = 4;
 pub const PAGES_64K: u8 = 16;
 /// Map entry: a page segment with 512 KiB slots (medium pages) starts here (the slot shift).
 pub const PAGES_512K: u8 = 19;
-/// Entry values no kind uses yet: 1, 2, and `FIRST_FREE_KIND..PAGES_BIT`. Every kind but a
-/// page segment's must stay below [`PAGES_BIT`] (`free` tests that one bit).
-pub const FIRST_FREE_KIND: u8 = HUGE_BACK + 9;
 /// The bit only page segments' entries have.
 pub const PAGES_BIT: u8 = 16;
+/// Map entry: a sample segment (profiled blocks, see [`sampling`](crate::sampling)) starts
+/// here. Above every `HUGE_BACK + k` (k < 9: alignments up to 1 GiB), [`PAGES_BIT`] clear.
+pub const SAMPLED: u8 = 0x20;
+/// Map entry: a chunk of the guarded pool (see [`guarded`](crate::guarded)). Above every
+/// `HUGE_BACK + k`, [`PAGES_BIT`] clear, so `free` sends it down its cold path.
+pub const GUARDED: u8 = 0xe0;
 
-const _: () = assert!(FIRST_FREE_KIND <= PAGES_BIT);
+const _: () = assert!(HUGE_BACK + 8 < PAGES_BIT);
 const _: () = assert!(PAGES_64K & PAGES_BIT != 0 && PAGES_512K & PAGES_BIT != 0);
+const _: () = assert!(SAMPLED & PAGES_BIT == 0 && GUARDED & PAGES_BIT == 0);
 const _: () = assert!(PAGES_512K < 2 * PAGES_BIT);
 
 /// Whether `entry` is a page segment's (one bit test).
@@ -353,8 +358,9 @@ mod tests {
             HUGE_START,
             HUGE_BACK,
             HUGE_BACK + 8,
-            FIRST_FREE_KIND,
             15,
+            SAMPLED,
+            GUARDED,
         ] {
             assert!(!is_pages(kind), "{kind}");
         }

@@ -2,7 +2,7 @@
 //! table) in an `Arena`, and all of it goes at once when the arena is dropped.
 //!
 //! ```text
-//! cargo run -p alloc-ffi --example arena
+//! cargo run -p pagebreak-malloc --example arena
 //! ```
 
 use allocator_api2::boxed::Box;

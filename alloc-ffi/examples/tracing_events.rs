@@ -1,5 +1,5 @@
 //! A `tracing` subscriber receiving pagebreak's events (run with `--features tracing`):
-//! `cargo run -p alloc-ffi --example tracing_events --features tracing`.
+//! `cargo run -p pagebreak-malloc --example tracing_events --features tracing`.
 //!
 //! The subscriber allocates (it formats every event into a `String`); pagebreak serves those
 //! allocations normally and does not report them as events of their own.

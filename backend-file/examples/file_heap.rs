@@ -3,7 +3,7 @@
 //! again (somewhere else in the address space) and walk the list.
 //!
 //! ```text
-//! cargo run -p backend-file --example file_heap [-- RECORDS [PATH]]
+//! cargo run -p pagebreak-backend-file --example file_heap [-- RECORDS [PATH]]
 //! ```
 //!
 //! With a PATH the file is kept, and a second run over the same PATH appends to it.

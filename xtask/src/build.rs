@@ -47,7 +47,7 @@ pub fn target_dir(backend: Backend) -> PathBuf {
 pub fn build(backend: Backend, release: bool, quiet: bool) -> Result<Built, String> {
     let dir = target_dir(backend);
     let mut c = cmd::cargo();
-    c.args(["build", "-p", "alloc-ffi", "--target-dir"])
+    c.args(["build", "-p", "pagebreak-malloc", "--target-dir"])
         .arg(&dir);
     if release {
         c.arg("--release");

@@ -11,7 +11,7 @@ use std::time::Duration;
 const USAGE: &str = "usage: cargo xtask install --prefix DIR [--backend mmap|brk]";
 
 /// What a program linked with libpagebreak.a needs besides libc, from
-/// `cargo rustc -p alloc-ffi --release -- --print native-static-libs`.
+/// `cargo rustc -p pagebreak-malloc --release -- --print native-static-libs`.
 const LIBS_PRIVATE: &str = "-lpthread -ldl -lm -lrt -lutil -lgcc_s";
 
 pub fn main(args: &[String]) -> Result<(), String> {

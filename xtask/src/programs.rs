@@ -270,7 +270,7 @@ pub fn readme_rust_example(backend: Backend) -> Result<(), String> {
     fs::create_dir_all(dir.join("src")).map_err(err)?;
     let manifest = format!(
         "[package]\nname = \"readme-example\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-         [dependencies]\nalloc-ffi = {{ path = {:?}, default-features = false, features = [\"{}\"] }}\n\n\
+         [dependencies]\npagebreak-malloc = {{ path = {:?}, default-features = false, features = [\"{}\"] }}\n\n\
          [workspace]\n",
         root.join("alloc-ffi").to_string_lossy(),
         backend.name()

@@ -2,7 +2,7 @@
 //! failure (unless `--keep-going`), ending with `N passed, N failed`.
 
 use crate::build::{self, Backend};
-use crate::{cmd, ctests, limits, misuse, programs};
+use crate::{cmd, ctests, limits, misuse, proftests, programs};
 use std::process::Command;
 use std::time::Instant;
 
@@ -103,11 +103,20 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         cmd::run(cmd::cargo().args(["test", "--workspace", "--exclude", "alloc-bench"]))
     })?;
     // Features the workspace run leaves off: the brk backend's Rust tests, tracing events.
-    t.check("cargo test -p alloc-ffi --features brk,tracing", || {
-        cmd::run(cmd::cargo().args(["test", "-p", "alloc-ffi", "--features", "brk,tracing"]))
-    })?;
+    t.check(
+        "cargo test -p pagebreak-malloc --features brk,tracing",
+        || {
+            cmd::run(cmd::cargo().args([
+                "test",
+                "-p",
+                "pagebreak-malloc",
+                "--features",
+                "brk,tracing",
+            ]))
+        },
+    )?;
 
-    t.heading("Miri: cargo +nightly miri test -p alloc-core");
+    t.heading("Miri: cargo +nightly miri test -p pagebreak-core");
     miri(t)?;
 
     let bins = ctests::bin_dir();
@@ -120,6 +129,7 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
     t.check("compile tests/programs/*.c", || programs::compile(&bins))?;
     let misuse_cases = misuse::compile(t, &bins)?;
     let limits_tests = limits::compile(t, &bins)?;
+    let profile_tests = proftests::compile(t, &bins)?;
 
     let mut libs = Vec::new();
     for backend in Backend::ALL {
@@ -154,6 +164,20 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         }
         misuse::check_all(t, &misuse_cases, &built.so, name)?;
         limits::check_all(t, &limits_tests, Some(&built.so), name)?;
+        proftests::check_all(t, &profile_tests, &built.so, name)?;
+        if backend == Backend::Mmap {
+            // The reader does not care which backend wrote the dump: one run is enough.
+            t.check(
+                "pagebreak-prof on shares.c's dumps: top list 60/30/10, flame graph, pprof",
+                || {
+                    let shares = profile_tests
+                        .iter()
+                        .find(|p| p.name == "shares")
+                        .ok_or("tests/profile/shares.c is missing")?;
+                    crate::profile::check_reader(&shares.bin, &built.so)
+                },
+            )?;
+        }
         libs.push((backend, built));
     }
 
@@ -223,12 +247,12 @@ fn miri(t: &mut Tally) -> Result<(), Stop> {
         t.skip(msg);
         return Ok(());
     }
-    t.check("cargo +nightly miri test -p alloc-core", || {
+    t.check("cargo +nightly miri test -p pagebreak-core", || {
         // An allocator's test keeps spans from its source for good (the map's leaves, the
         // heap pool), which Miri's leak check would count; everything else is checked.
         cmd::run(
             nightly()
-                .args(["miri", "test", "-p", "alloc-core"])
+                .args(["miri", "test", "-p", "pagebreak-core"])
                 .env("MIRIFLAGS", "-Zmiri-ignore-leaks"),
         )
     })
