@@ -5,10 +5,12 @@
 use core::ptr;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crossbeam_utils::CachePadded;
+
 use crate::checks::{report, Call, Misuse, MisuseKind};
 use crate::guarded::GuardedPool;
 use crate::heap::Heap;
-use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO};
+use crate::page::{Block, Page};
 use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
 use crate::segment_map::{
     is_pages, SegmentMap, GUARDED, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K, SAMPLED,
@@ -19,7 +21,7 @@ use crate::span_cache::{SpanCache, Work};
 use crate::stats::{SourceCounters, Stats};
 use crate::util::{align_up, SpinLock};
 use crate::view::SegmentView;
-use crate::{PAGE_SIZE, SEGMENT_SIZE};
+use crate::SEGMENT_SIZE;
 
 /// Bytes before a large block: its segment header. 128 keeps large blocks 128-byte aligned.
 pub(crate) const LARGE_HEADER: usize = 128;
@@ -65,12 +67,16 @@ pub struct Allocator<S: PageSource> {
     pub(crate) map: SegmentMap,
     secret: AtomicUsize,
     purge_delay: AtomicU64,
-    pool: SpinLock<HeapPool>,
-    abandoned: SpinLock<Abandoned>,
-    abandoned_count: AtomicUsize,
-    cache: SpinLock<SpanCache>,
+    // Each lock on its own cache line (CachePadded: 128 bytes on x86-64, where the adjacent-
+    // line prefetcher pairs lines): threads queueing for one do not slow the holder of another.
+    pool: CachePadded<SpinLock<HeapPool>>,
+    abandoned: CachePadded<SpinLock<Abandoned>>,
+    /// Read on every malloc slow path; written when a thread exits or adopts.
+    abandoned_count: CachePadded<AtomicUsize>,
+    cache: CachePadded<SpinLock<SpanCache>>,
     cache_deadline: AtomicU64,
-    pub(crate) counters: Counters,
+    /// Written on every segment and huge-block event, from any thread.
+    pub(crate) counters: CachePadded<Counters>,
     pub(crate) sampling: crate::sampling::Sampling,
     /// Sampled blocks on guarded pages (off unless enabled).
     pub(crate) guarded: GuardedPool,
@@ -85,17 +91,17 @@ impl<S: PageSource> Allocator<S> {
             map: SegmentMap::new(),
             secret: AtomicUsize::new(0),
             purge_delay: AtomicU64::new(DEFAULT_PURGE_DELAY_MS),
-            pool: SpinLock::new(HeapPool {
+            pool: CachePadded::new(SpinLock::new(HeapPool {
                 free: ptr::null_mut(),
                 all: ptr::null_mut(),
-            }),
-            abandoned: SpinLock::new(Abandoned {
+            })),
+            abandoned: CachePadded::new(SpinLock::new(Abandoned {
                 head: ptr::null_mut(),
-            }),
-            abandoned_count: AtomicUsize::new(0),
-            cache: SpinLock::new(SpanCache::new()),
+            })),
+            abandoned_count: CachePadded::new(AtomicUsize::new(0)),
+            cache: CachePadded::new(SpinLock::new(SpanCache::new())),
             cache_deadline: AtomicU64::new(u64::MAX),
-            counters: Counters {
+            counters: CachePadded::new(Counters {
                 reserved: AtomicUsize::new(0),
                 peak_reserved: AtomicUsize::new(0),
                 segments: AtomicUsize::new(0),
@@ -105,7 +111,7 @@ impl<S: PageSource> Allocator<S> {
                 purged_bytes: AtomicUsize::new(0),
                 orphan_class_live: [const { AtomicUsize::new(0) }; NUM_CLASSES],
                 heaps: AtomicUsize::new(0),
-            },
+            }),
             sampling: crate::sampling::Sampling::new(),
             guarded: GuardedPool::new(),
         }
@@ -153,21 +159,22 @@ impl<S: PageSource> Allocator<S> {
     /// returned to the source: a program that creates thousands of threads reuses a few.
     pub fn new_heap(&self) -> *mut Heap {
         let secret = self.secret();
-        let mut pool = self.pool.lock();
+        let mut pool = self.pool.lock(&self.source);
         while pool.free.is_null() {
             // Carve 16 more heaps from a fresh span, asking the source with no lock held.
             drop(pool);
-            let size = align_up(core::mem::size_of::<Heap>() * 16, PAGE_SIZE).unwrap_or(PAGE_SIZE);
-            // SAFETY: size is a page multiple, PAGE_SIZE a valid alignment.
-            let Ok(span) = (unsafe { self.source.alloc(size, PAGE_SIZE) }) else {
+            let page = self.source.page_size();
+            let size = align_up(core::mem::size_of::<Heap>() * 16, page).unwrap_or(page);
+            // SAFETY: size is a page multiple, the page size a valid alignment.
+            let Ok(span) = (unsafe { self.source.alloc(size, page) }) else {
                 return ptr::null_mut();
             };
             self.add_reserved(size);
-            pool = self.pool.lock();
+            pool = self.pool.lock(&self.source);
             let count = size / core::mem::size_of::<Heap>();
             for i in 0..count {
                 // SAFETY: heap i lies inside the fresh span, properly aligned (Heap's
-                // alignment divides PAGE_SIZE and its size).
+                // alignment divides the page size and its size).
                 unsafe {
                     let heap = span
                         .ptr
@@ -204,8 +211,12 @@ impl<S: PageSource> Allocator<S> {
     pub fn new_arena_heap(&self) -> *mut Heap {
         let heap = self.new_heap();
         if !heap.is_null() {
-            // SAFETY: a fresh heap, ours alone.
-            unsafe { (*heap).arena = true };
+            // SAFETY: a fresh heap, ours alone. Not sampled: a sampled block lives outside
+            // the arena's segments, and destroying the arena would not free it.
+            unsafe {
+                (*heap).arena = true;
+                (*heap).sampler = crate::sampling::Sampler::OFF;
+            }
         }
         heap
     }
@@ -222,7 +233,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             let h = &mut *heap;
             loop {
-                let hdr = h.huge_pop();
+                let hdr = h.huge_pop(&self.source);
                 if hdr.is_null() {
                     break;
                 }
@@ -235,7 +246,7 @@ impl<S: PageSource> Allocator<S> {
             h.discard_all(self);
             h.live = false;
             h.arena = false;
-            let mut pool = self.pool.lock();
+            let mut pool = self.pool.lock(&self.source);
             h.pool_next = pool.free;
             pool.free = heap;
         }
@@ -255,7 +266,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             (*heap).abandon(self);
             (*heap).live = false;
-            let mut pool = self.pool.lock();
+            let mut pool = self.pool.lock(&self.source);
             (*heap).pool_next = pool.free;
             pool.free = heap;
         }
@@ -430,23 +441,23 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             let offset = (*hdr).block_offset;
             let old_size = (*hdr).span_size;
-            let new_size = align_up(offset.checked_add(size)?, PAGE_SIZE)?;
+            let new_size = align_up(offset.checked_add(size)?, self.source.page_size())?;
             // An arena's list links the header, which is about to move.
             let owner = (*hdr).owner as *mut Heap;
             if !owner.is_null() {
-                (*owner).huge_unlink(hdr);
+                (*owner).huge_unlink(&self.source, hdr);
             }
             let Some(span) = self
                 .source
                 .remap(hdr.cast(), old_size, new_size, SEGMENT_SIZE)
             else {
                 if !owner.is_null() {
-                    (*owner).huge_link(hdr);
+                    (*owner).huge_link(&self.source, hdr);
                 }
                 return None;
             };
             if !owner.is_null() {
-                (*owner).huge_link(span.ptr.cast());
+                (*owner).huge_link(&self.source, span.ptr.cast());
             }
             if span.ptr != hdr.cast::<u8>() {
                 self.map.clear(hdr as usize);
@@ -553,7 +564,7 @@ impl<S: PageSource> Allocator<S> {
         // make that at most 4x of address space, never of memory touched.)
         let Some(span_size) = offset
             .checked_add(size)
-            .and_then(|n| align_up(n, PAGE_SIZE))
+            .and_then(|n| align_up(n, self.source.page_size()))
         else {
             return ptr::null_mut();
         };
@@ -589,7 +600,7 @@ impl<S: PageSource> Allocator<S> {
                 ptr::write_bytes(block, 0, size);
             }
             if heap.arena {
-                heap.huge_link(hdr);
+                heap.huge_link(&self.source, hdr);
             }
             self.counters
                 .huge_live_bytes
@@ -613,12 +624,12 @@ impl<S: PageSource> Allocator<S> {
     /// A span from the cache or the source. On failure the cache is emptied back to the
     /// source and the request retried once: cached address space must not cause an ENOMEM.
     pub(crate) fn obtain_span(&self, size: usize, align: usize) -> Option<Span> {
-        let cached = self.cache.lock().take(size, align);
+        let cached = self.cache.lock(&self.source).take(size, align);
         if let Some(span) = cached {
             if span.zeroed {
                 // Purged but for the header page (see `purge_cached`): zero that page too.
                 // SAFETY: the span is ours and at least a page long.
-                unsafe { ptr::write_bytes(span.ptr, 0, PAGE_SIZE) };
+                unsafe { ptr::write_bytes(span.ptr, 0, self.source.page_size()) };
             }
             return Some(span);
         }
@@ -645,7 +656,7 @@ impl<S: PageSource> Allocator<S> {
 
     pub(crate) fn cache_put(&self, ptr: *mut u8, size: usize) {
         let now = self.source.now_ms();
-        let evicted = self.cache.lock().put(ptr, size, now);
+        let evicted = self.cache.lock(&self.source).put(ptr, size, now);
         if let Some((old, old_size)) = evicted {
             self.release_span(old, old_size);
         }
@@ -669,17 +680,18 @@ impl<S: PageSource> Allocator<S> {
     ///
     /// The span is out of the cache and unused.
     unsafe fn purge_cached(&self, ptr: *mut u8, size: usize) -> bool {
-        if size <= PAGE_SIZE {
+        let page = self.source.page_size();
+        if size <= page {
             return false;
         }
         // SAFETY: per the contract; the range is page-aligned and inside the span.
-        unsafe { self.source.purge(ptr.add(PAGE_SIZE), size - PAGE_SIZE) }
+        unsafe { self.source.purge(ptr.add(page), size - page) }
     }
 
     /// Purge the oldest cached spans now if the cache holds more than its resident cap.
     fn shed_cache(&self) {
         let mut work = [const { Work::Release(ptr::null_mut(), 0) }; 8];
-        let n = self.cache.lock().shed(&mut work);
+        let n = self.cache.lock(&self.source).shed(&mut work);
         for item in &work[..n] {
             if let Work::Purge(ptr, size) = *item {
                 // SAFETY: the span is out of the cache and unused.
@@ -689,7 +701,10 @@ impl<S: PageSource> Allocator<S> {
                     .purged_bytes
                     .fetch_add(size, Ordering::Relaxed);
                 let now = self.source.now_ms();
-                let back = self.cache.lock().put_purged(ptr, size, now, zeroed);
+                let back = self
+                    .cache
+                    .lock(&self.source)
+                    .put_purged(ptr, size, now, zeroed);
                 if let Some((p, s)) = back {
                     self.release_span(p, s);
                 }
@@ -714,7 +729,7 @@ impl<S: PageSource> Allocator<S> {
         loop {
             let mut work = [const { Work::Release(ptr::null_mut(), 0) }; 8];
             let n = {
-                let mut cache = self.cache.lock();
+                let mut cache = self.cache.lock(&self.source);
                 let n = cache.expire(now, delay, force, &mut work);
                 if n == 0 {
                     let next = cache.next_deadline(delay);
@@ -735,7 +750,7 @@ impl<S: PageSource> Allocator<S> {
                         self.counters
                             .purged_bytes
                             .fetch_add(size, Ordering::Relaxed);
-                        let back = self.cache.lock().put_purged(
+                        let back = self.cache.lock(&self.source).put_purged(
                             ptr,
                             size,
                             now.saturating_sub(delay),
@@ -816,7 +831,7 @@ impl<S: PageSource> Allocator<S> {
     }
 
     pub(crate) fn push_abandoned(&self, seg: *mut Segment) {
-        let mut list = self.abandoned.lock();
+        let mut list = self.abandoned.lock(&self.source);
         // SAFETY: the segment is unlinked from its heap; only the list holds it now.
         unsafe { (*seg).abandoned_next = list.head };
         list.head = seg;
@@ -824,7 +839,7 @@ impl<S: PageSource> Allocator<S> {
     }
 
     pub(crate) fn pop_abandoned(&self) -> *mut Segment {
-        let mut list = self.abandoned.lock();
+        let mut list = self.abandoned.lock(&self.source);
         let seg = list.head;
         if !seg.is_null() {
             // SAFETY: segments on the list are live and owned by the list.
@@ -868,11 +883,11 @@ impl<S: PageSource> Allocator<S> {
     /// exist there. Pair with [`after_fork_parent`](Self::after_fork_parent) or
     /// [`after_fork_child`](Self::after_fork_child).
     pub fn before_fork(&self) {
-        self.pool.raw_lock();
-        self.abandoned.raw_lock();
-        self.cache.raw_lock();
-        self.sampling.before_fork();
-        self.guarded.before_fork();
+        self.pool.raw_lock(&self.source);
+        self.abandoned.raw_lock(&self.source);
+        self.cache.raw_lock(&self.source);
+        self.sampling.before_fork(&self.source);
+        self.guarded.before_fork(&self.source);
         self.source.before_fork();
     }
 
@@ -914,7 +929,7 @@ impl<S: PageSource> Allocator<S> {
     /// [`view`](crate::view) for what a snapshot of a running program can and cannot promise.
     /// Allocates nothing.
     pub fn visit_segments(&self, f: &mut dyn FnMut(&SegmentView)) {
-        let pool = self.pool.lock();
+        let pool = self.pool.lock(&self.source);
         let mut heap = pool.all;
         // SAFETY: pooled heaps are never freed; segments on their lists are live page
         // segments (a racing owner may unlink one, which stays mapped in the span cache).
@@ -933,7 +948,7 @@ impl<S: PageSource> Allocator<S> {
             }
         }
         drop(pool);
-        let list = self.abandoned.lock();
+        let list = self.abandoned.lock(&self.source);
         let mut seg = list.head;
         // SAFETY: abandoned segments are live and only change under this lock.
         unsafe {
@@ -981,7 +996,7 @@ impl<S: PageSource> Allocator<S> {
         for (class, counter) in c.orphan_class_live.iter().enumerate() {
             stats.class_live[class] = counter.load(Ordering::Relaxed);
         }
-        let pool = self.pool.lock();
+        let pool = self.pool.lock(&self.source);
         let mut heap = pool.all;
         while !heap.is_null() {
             // SAFETY: pooled heaps are never freed; counters are atomics.
@@ -1008,14 +1023,15 @@ impl<S: PageSource> Allocator<S> {
         stats.purged_bytes = c.purged_bytes.load(Ordering::Relaxed);
         stats.heaps = c.heaps.load(Ordering::Relaxed);
         stats.abandoned_segments = self.abandoned_count.load(Ordering::Relaxed);
-        stats.cached_resident = self.cache.lock().resident;
+        stats.cached_resident = self.cache.lock(&self.source).resident;
+        stats.guarded = self.guarded.stats();
         stats
     }
 }
 
-/// Bytes usable in a large block: the request rounded up to whole pages.
-pub(crate) fn large_usable(hdr: &SegmentHeader) -> usize {
-    let end = align_up(hdr.block_offset + hdr.requested, PAGE_SIZE).unwrap_or(hdr.span_size);
+/// Bytes usable in a large block: the request rounded up to whole pages of `page` bytes.
+pub(crate) fn large_usable(hdr: &SegmentHeader, page: usize) -> usize {
+    let end = align_up(hdr.block_offset + hdr.requested, page).unwrap_or(hdr.span_size);
     end.min(hdr.span_size) - hdr.block_offset
 }
 
@@ -1043,30 +1059,4 @@ fn corrupt_list(block: *mut u8) -> *mut u8 {
     block
 }
 
-impl Page {
-    /// Leave DELAY_FREEING for `state` (only the remote thread that entered it calls this).
-    ///
-    /// # Safety
-    ///
-    /// `page` points to live page metadata (read field by field: see `raw_canary`).
-    pub(crate) unsafe fn set_delay_from_freeing(page: *const Page, state: usize) {
-        // SAFETY: per the contract; only the atomic field is referenced.
-        let thread_free = unsafe { &(*page).thread_free };
-        let mut current = thread_free.load(Ordering::Relaxed);
-        loop {
-            let new = (current & !DELAY_MASK) | state;
-            match thread_free.compare_exchange_weak(
-                current,
-                new,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(seen) => current = seen,
-            }
-        }
-    }
-}
-
-const _: () = assert!(DELAY_NO == 0 && DELAY_FREEING == 2);
 const _: () = assert!(LARGE_MAX < SEGMENT_SIZE / 2);

@@ -22,7 +22,8 @@ use core::sync::atomic::Ordering;
 use crate::allocator::{large_usable, Allocator};
 use crate::checks::{Call, MisuseKind};
 use crate::heap::{bump, Heap, PURGE_CHECK_EVERY};
-use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO, DELAY_USE};
+use crate::page::{Block, Page};
+use crate::protocol::{delayed, ownership, thread_free};
 use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
 use crate::segment_map::{is_pages, slot_shift, SegmentMap, GUARDED, SAMPLED};
 use crate::source::PageSource;
@@ -124,7 +125,7 @@ impl<S: PageSource> Allocator<S> {
             if (*block).canary == canary {
                 return self.free_twice(call, p);
             }
-            if (*page).heap.load(Ordering::Relaxed) == heap as usize {
+            if ownership::is_owner(&(*page).heap, heap as usize) {
                 (*heap).free_local(self, page, block, canary);
             } else {
                 self.free_remote(heap, page, block);
@@ -191,44 +192,17 @@ impl<S: PageSource> Allocator<S> {
         // live while any block of it is.
         unsafe {
             (*block).canary = Page::raw_canary(page, block as usize);
-            let mut current = (*page).thread_free.load(Ordering::Relaxed);
-            let notify = loop {
-                let state = current & DELAY_MASK;
-                let (new, notify) = if state == DELAY_USE {
-                    ((current & !DELAY_MASK) | DELAY_FREEING, true)
-                } else {
-                    (*block).next = Page::raw_encode(page, current & !DELAY_MASK);
-                    ((block as usize) | state, false)
-                };
-                match (*page).thread_free.compare_exchange_weak(
-                    current,
-                    new,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break notify,
-                    Err(seen) => current = seen,
-                }
-            };
+            let thread_free = &(*page).thread_free;
+            let notify = thread_free::push(thread_free, block as usize, |head| {
+                (*block).next = Page::raw_encode(page, head);
+            });
             if notify {
                 // The owner waits for DELAY_FREEING to clear before it abandons the heap, so
                 // the heap is live here.
-                let owner = (*page).heap.load(Ordering::Acquire) as *mut Heap;
-                let addr = block.expose_provenance();
-                let mut head = (*owner).delayed_free.load(Ordering::Relaxed);
-                loop {
-                    (*block).next = head;
-                    match (*owner).delayed_free.compare_exchange_weak(
-                        head,
-                        Heap::raw_encode_delayed(owner, addr),
-                        Ordering::Release,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => break,
-                        Err(seen) => head = seen,
-                    }
-                }
-                Page::set_delay_from_freeing(page, DELAY_NO);
+                let owner = ownership::owner(&(*page).heap) as *mut Heap;
+                let entry = Heap::raw_encode_delayed(owner, block.expose_provenance());
+                delayed::push(&(*owner).delayed_free, entry, |head| (*block).next = head);
+                thread_free::end_notify(thread_free, thread_free::DELAY_NO);
             }
             if (*heap).is_live() {
                 bump(&(*heap).counters.remote_frees, 1);
@@ -263,7 +237,7 @@ impl<S: PageSource> Allocator<S> {
             }
             let owner = (*hdr).owner as *mut Heap;
             if !owner.is_null() {
-                (*owner).huge_unlink(hdr);
+                (*owner).huge_unlink(self.source(), hdr);
             }
             let _ = heap;
             self.release_huge(hdr);
@@ -367,7 +341,7 @@ impl<S: PageSource> Allocator<S> {
                 return self.guarded.usable_size(p, call);
             }
             let hdr = self.large_header(p, entry, call);
-            large_usable(&*hdr)
+            large_usable(&*hdr, self.source().page_size())
         }
     }
 }
@@ -416,7 +390,7 @@ impl Heap {
         // SAFETY: `page` is ours (caller's contract).
         unsafe {
             if (*page).in_full {
-                self.page_unfull(page);
+                self.page_unfull(alloc, page);
             }
             if (*page).used == 0 {
                 self.page_retire(alloc, page);

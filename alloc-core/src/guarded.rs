@@ -40,7 +40,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 use crate::checks::{report, Call, Misuse, MisuseKind};
 use crate::segment_map::{SegmentMap, GUARDED};
-use crate::source::{PageSource, PAGE_SIZE};
+use crate::source::PageSource;
 use crate::util::{align_up, SpinLock};
 use crate::{SEGMENT_SHIFT, SEGMENT_SIZE};
 
@@ -229,6 +229,8 @@ struct Geometry {
     max_size: usize,
     left: bool,
     records: *const SlotRecord,
+    /// The source's page size: the unit of protection.
+    page: usize,
 }
 
 impl Geometry {
@@ -247,7 +249,7 @@ impl Geometry {
     /// Whether `addr` lies in the slots' part of the span (guards included).
     fn in_slots(&self, addr: usize) -> bool {
         let start = self.span as usize + self.first;
-        addr >= start && addr < start + self.slots * self.stride + PAGE_SIZE
+        addr >= start && addr < start + self.slots * self.stride + self.page
     }
 
     /// The slot whose data region or leading guard region holds `addr` (the last guard page
@@ -259,9 +261,9 @@ impl Geometry {
 
     /// The pages `[lo, hi)` (span offsets) a block at span offset `off` of `usable` bytes
     /// touches.
-    fn pages_of(off: usize, usable: usize) -> (usize, usize) {
-        let lo = off & !(PAGE_SIZE - 1);
-        let hi = (off + usable + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    fn pages_of(&self, off: usize, usable: usize) -> (usize, usize) {
+        let lo = off & !(self.page - 1);
+        let hi = (off + usable + self.page - 1) & !(self.page - 1);
         (lo, hi)
     }
 }
@@ -350,6 +352,7 @@ impl GuardedPool {
                 max_size: 0,
                 left: false,
                 records: ptr::null(),
+                page: crate::PAGE_SIZE,
             }),
             queue: SpinLock::new(SlotQueue {
                 ring: ptr::null_mut(),
@@ -412,7 +415,8 @@ impl GuardedPool {
         map: &SegmentMap,
         config: GuardedConfig,
     ) -> bool {
-        let data_bytes = config.max_size.next_power_of_two().max(PAGE_SIZE);
+        let page = source.page_size();
+        let data_bytes = config.max_size.next_power_of_two().max(page);
         let stride = 2 * data_bytes;
         let meta = config.slots * (core::mem::size_of::<SlotRecord>() + 4);
         // The span is SEGMENT_SIZE-aligned and stride divides it: slots start stride-aligned.
@@ -420,14 +424,39 @@ impl GuardedPool {
             return false;
         };
         // Whole 4 MiB chunks: the map marks chunks, and no other block may share one.
-        let Some(span_size) = align_up(first + config.slots * stride + PAGE_SIZE, SEGMENT_SIZE)
-        else {
+        let Some(span_size) = align_up(first + config.slots * stride + page, SEGMENT_SIZE) else {
             return false;
         };
         // SAFETY: a non-zero page multiple, aligned to SEGMENT_SIZE.
         let Ok(span) = (unsafe { source.alloc(span_size, SEGMENT_SIZE) }) else {
             return false;
         };
+        // The records first, then the protection. Writing them gives the mapping its anonymous
+        // memory object before part of it becomes inaccessible; Linux then keeps the
+        // protected part's commit accounting (it drops it from a mapping never written), so a
+        // slot protected again after use matches its neighbours and the kernel merges them:
+        // without this, each used slot of a brk-backed pool stayed two extra mappings.
+        let records = span.ptr.cast::<SlotRecord>();
+        // SAFETY: the records and the ring fit in the first `first` bytes (accessible), and
+        // SlotRecord's alignment (8) divides the page-aligned span start.
+        unsafe {
+            for i in 0..config.slots {
+                ptr::write(
+                    records.add(i),
+                    SlotRecord {
+                        state: AtomicU8::new(SLOT_UNUSED),
+                        dirty: AtomicU8::new(!span.zeroed as u8),
+                        block: AtomicUsize::new(0),
+                        requested: AtomicUsize::new(0),
+                        usable: AtomicUsize::new(0),
+                        alloc_len: AtomicUsize::new(0),
+                        free_len: AtomicUsize::new(0),
+                        alloc_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
+                        free_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
+                    },
+                );
+            }
+        }
         // SAFETY: the slots' part of the span is ours and page-aligned.
         let protected = unsafe { source.protect(span.ptr.add(first), span_size - first, false) };
         let mut mapped = protected;
@@ -453,27 +482,10 @@ impl GuardedPool {
             return false;
         }
         let records = span.ptr.cast::<SlotRecord>();
-        // SAFETY: the records and the ring fit in the first `first` bytes (accessible), and
-        // SlotRecord's alignment (8) divides the page-aligned span start.
+        // SAFETY: as above.
         unsafe {
-            for i in 0..config.slots {
-                ptr::write(
-                    records.add(i),
-                    SlotRecord {
-                        state: AtomicU8::new(SLOT_UNUSED),
-                        dirty: AtomicU8::new(!span.zeroed as u8),
-                        block: AtomicUsize::new(0),
-                        requested: AtomicUsize::new(0),
-                        usable: AtomicUsize::new(0),
-                        alloc_len: AtomicUsize::new(0),
-                        free_len: AtomicUsize::new(0),
-                        alloc_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
-                        free_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
-                    },
-                );
-            }
             let ring = records.add(config.slots).cast::<u32>();
-            let mut queue = self.queue.lock();
+            let mut queue = self.queue.lock(source);
             queue.ring = ring;
             queue.cap = config.slots;
             queue.head = 0;
@@ -493,6 +505,7 @@ impl GuardedPool {
                 max_size: config.max_size,
                 left: config.left_aligned,
                 records,
+                page,
             };
         }
         true
@@ -522,7 +535,7 @@ impl GuardedPool {
             Some(u) if u <= g.data_bytes => u,
             _ => return ptr::null_mut(),
         };
-        let Some(slot) = self.queue.lock().pop() else {
+        let Some(slot) = self.queue.lock(source).pop() else {
             self.pool_full.fetch_add(1, Ordering::Relaxed);
             return ptr::null_mut();
         };
@@ -533,10 +546,10 @@ impl GuardedPool {
         } else {
             data + g.data_bytes - usable
         };
-        let (lo, hi) = Geometry::pages_of(off, usable);
+        let (lo, hi) = g.pages_of(off, usable);
         // SAFETY: [lo, hi) is inside the slot's data region of our span, page-aligned.
         if !unsafe { source.protect(g.span.add(lo), hi - lo, true) } {
-            self.queue.lock().push(slot as u32);
+            self.queue.lock(source).push(slot as u32);
             return ptr::null_mut();
         }
         let mut stack = [0usize; STACK_FRAMES];
@@ -606,7 +619,7 @@ impl GuardedPool {
         let frames = capture(&mut stack);
         SlotRecord::store_stack(&record.free_stack, &record.free_len, &stack[..frames]);
         let off = p as usize - g.span as usize;
-        let (lo, hi) = Geometry::pages_of(off, record.usable.load(Ordering::Relaxed));
+        let (lo, hi) = g.pages_of(off, record.usable.load(Ordering::Relaxed));
         // SAFETY: the block's pages, in our span; the block is dead (we won the free).
         unsafe {
             let zeroed = source.purge(g.span.add(lo), hi - lo);
@@ -614,7 +627,7 @@ impl GuardedPool {
             source.protect(g.span.add(lo), hi - lo, false);
         }
         self.live.fetch_sub(1, Ordering::Relaxed);
-        self.queue.lock().push(slot as u32);
+        self.queue.lock(source).push(slot as u32);
     }
 
     /// Usable bytes of the live guarded block `p`; reports otherwise.
@@ -728,8 +741,8 @@ impl GuardedPool {
         }
     }
 
-    pub(crate) fn before_fork(&self) {
-        self.queue.raw_lock();
+    pub(crate) fn before_fork<S: PageSource>(&self, source: &S) {
+        self.queue.raw_lock(source);
     }
 
     /// # Safety

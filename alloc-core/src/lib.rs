@@ -45,6 +45,9 @@ mod free;
 pub mod guarded;
 pub mod heap;
 mod page;
+/// The cross-thread protocols, generic over the atomic word (public for the loom models).
+#[doc(hidden)]
+pub mod protocol;
 pub mod sampling;
 mod segment;
 pub mod segment_map;
@@ -55,13 +58,14 @@ mod static_source;
 pub mod stats;
 mod util;
 pub mod view;
+mod wait;
 
 pub use allocator::{Allocator, DEFAULT_PURGE_DELAY_MS, MAX_ALIGN, MAX_ALLOC};
 pub use checks::{Call, Misuse, MisuseKind};
 pub use guarded::{FaultKind, GuardedBlock, GuardedConfig, GuardedFault, GuardedStats};
 pub use heap::{EmptyHeap, Heap};
 pub use sampling::{SampleHooks, SAMPLE_GUARD, SAMPLE_PROFILE};
-pub use source::{PageSource, SourceError, Span, PAGE_SIZE};
+pub use source::{PageSource, SourceError, Span, MAX_PAGE_SIZE, PAGE_SIZE};
 pub use static_source::StaticSource;
 pub use stats::{SourceCounters, Stats};
 pub use util::{SpinGuard, SpinLock};

@@ -2,13 +2,14 @@
 //!
 //! `free(p)` must reject a pointer we never handed out *before* it reads anything at
 //! `p & !SEGMENT_MASK` (that address may not be mapped). The map keeps one byte per chunk of
-//! the 47-bit user address space, in one of two layouts:
+//! the user address space (47 bits on x86-64, 48 on aarch64), in one of two layouts:
 //!
 //! * **flat** (sources that can reserve address space, [`PageSource::reserve_zeroed`]): one
-//!   32 MiB table, `table[p >> 22]`, one load. Untouched pages of it read as zero and cost no
+//!   table (32 MiB on x86-64, 64 MiB on aarch64), `table[p >> 22]`, one load. Untouched pages of it read as zero and cost no
 //!   memory: a program with 1 GiB of segments writes 256 bytes of it (one 4 KiB page).
-//! * **two-level** (every other source): a 512-entry top table (one per 256 GiB) and 64 KiB
-//!   leaves allocated from the source on first use; two dependent loads.
+//! * **two-level** (every other source): a top table (one entry per 256 GiB: 512 for x86-64's
+//!   47 bits, 1024 for aarch64's 48) and 64 KiB leaves allocated from the source on first
+//!   use; two dependent loads.
 //!
 //! The layout is chosen at the first `set` and never changes.
 //!
@@ -27,11 +28,17 @@ use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use crate::source::PageSource;
 use crate::SEGMENT_SHIFT;
 
+/// User address bits: x86-64 Linux maps below 2^47 (5-level paging only above it on request);
+/// aarch64 Linux below 2^48 (52-bit only on request), and its mmap starts near the top.
+#[cfg(not(target_arch = "aarch64"))]
 const ADDRESS_BITS: usize = 47;
+#[cfg(target_arch = "aarch64")]
+const ADDRESS_BITS: usize = 48;
 const LEAF_BITS: usize = 16;
 const LEAF_BYTES: usize = 1 << LEAF_BITS;
+const _: () = assert!(LEAF_BYTES.is_multiple_of(crate::MAX_PAGE_SIZE));
 const TOP_ENTRIES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT - LEAF_BITS);
-/// Entries (and bytes) of the flat table: one per chunk of the 47-bit space, 32 MiB.
+/// Entries (and bytes) of the flat table: one per chunk of the user address space (32 MiB).
 pub const FLAT_BYTES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
 
 /// Map entry: a huge block's segment header starts here.
@@ -218,8 +225,9 @@ impl SegmentMap {
         };
         let mut leaf = self.top[top].load(Ordering::Acquire);
         if leaf == zero_leaf() {
-            // SAFETY: LEAF_BYTES is a page multiple and PAGE_SIZE a valid alignment.
-            let Ok(span) = (unsafe { source.alloc(LEAF_BYTES, crate::PAGE_SIZE) }) else {
+            // SAFETY: LEAF_BYTES (64 KiB) is a multiple of every page size (MAX_PAGE_SIZE at
+            // most), and the page size a valid alignment.
+            let Ok(span) = (unsafe { source.alloc(LEAF_BYTES, source.page_size()) }) else {
                 return false;
             };
             if !span.zeroed {
@@ -278,6 +286,7 @@ impl Default for SegmentMap {
 mod tests {
     use super::*;
     use crate::source::{SourceError, Span};
+    use crate::StaticSource;
     use std::alloc::{alloc_zeroed, Layout};
 
     /// Hands out leaf pages, and the flat table when `flat`.
@@ -327,12 +336,12 @@ mod tests {
             (seg - 1, 0),
             (0x1000_0000 + 16, HUGE_START),
             (0, 0),
-            (1 << 47, 0),
+            (1 << ADDRESS_BITS, 0),
             (usize::MAX, 0),
         ] {
             assert_eq!(map.get(addr), want, "{addr:#x} (flat: {flat})");
         }
-        assert!(!map.set(&source, 1 << 47, HUGE_START));
+        assert!(!map.set(&source, 1 << ADDRESS_BITS, HUGE_START));
         map.clear(seg + 5);
         assert_eq!(map.get(seg), 0);
         assert_eq!(map.get(seg + (4 << 20)), PAGES_512K);
@@ -366,5 +375,24 @@ mod tests {
         }
         assert_eq!(slot_shift(PAGES_64K), 16);
         assert_eq!(slot_shift(PAGES_512K), 19);
+    }
+
+    #[test]
+    fn the_whole_user_address_space_maps() {
+        static SOURCE: StaticSource<{ 1 << 20 }> = StaticSource::new();
+        let map = SegmentMap::new();
+        // The lowest and the highest chunk a process can map (aarch64 Linux hands out
+        // addresses just below 2^48 first).
+        let top = (1usize << ADDRESS_BITS) - (1 << SEGMENT_SHIFT);
+        for addr in [1 << SEGMENT_SHIFT, top] {
+            assert!(map.set(&SOURCE, addr + 100, PAGES_64K));
+            assert_eq!(map.get(addr), PAGES_64K);
+            map.clear(addr);
+            assert_eq!(map.get(addr), 0);
+        }
+        assert_eq!(map.get(1 << ADDRESS_BITS), 0);
+        if cfg!(target_arch = "aarch64") {
+            assert!(top >= 0xffff_0000_0000);
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask <command>` (the alias lives in .cargo/config.toml).
 
+mod aarch64;
 mod bench;
 mod build;
 mod cmd;
@@ -13,7 +14,9 @@ mod profile;
 mod proftests;
 mod programs;
 mod run;
+mod soak;
 mod test;
+mod threads;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
@@ -25,7 +28,10 @@ commands:
         build, then run PROGRAM with libpagebreak.so in LD_PRELOAD
   test [--keep-going]
         everything: cargo test, Miri on alloc-core, the C tests and real
-        programs under both backends
+        programs under both backends, the aarch64 tests under qemu
+  aarch64 [--keep-going]
+        only the aarch64 tests: cross-built, run under qemu-aarch64 at 4, 16 and
+        64 KiB pages (needs qemu-user, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross)
   ctest [--backend mmap|brk|glibc] [NAME...]
         only the C tests in tests/c (glibc: without preload, to check the tests)
   install --prefix DIR [--backend mmap|brk]
@@ -44,6 +50,11 @@ commands:
   fastpath [--update] [--no-peers] [--compare LIB.so...]
         count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt,
         and the other allocators' (glibc, mimalloc 2.0.9/2.x/3.x, jemalloc, snmalloc)
+  soak --minutes N [--backend mmap|brk] [--cycle-secs S]
+        a server-like workload for N minutes, preloaded; RSS and throughput each minute,
+        a verdict on the RSS curve at the end (target/pagebreak-soak/*.svg)
+  threads [--ops N] [--counts 1,2,8,32,128] [--runs N]
+        throughput and single-malloc latency per thread count, pagebreak next to mimalloc
   bench ...
         benchmarks (see `cargo xtask bench --help`)
 ";
@@ -59,6 +70,7 @@ fn main() {
         "run" => run::main(rest),
         "test" => test::main(rest),
         "ctest" => ctests::main(rest),
+        "aarch64" => aarch64::main(rest),
         "bench" => bench::main(rest),
         "fastpath" => fastpath::main(rest),
         "misuse" => misuse::main(rest),
@@ -66,6 +78,8 @@ fn main() {
         "proftest" => proftests::main(rest),
         "install" => install::main(rest),
         "heapmap" => heapmap::main(rest),
+        "soak" => soak::main(rest),
+        "threads" => threads::main(rest),
         "profile" => profile::main(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
