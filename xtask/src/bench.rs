@@ -640,7 +640,7 @@ fn debian_package(lib: &Path) -> Option<String> {
     (out.status.success() && !version.is_empty()).then(|| format!("{pkg} {version}"))
 }
 
-/// Compiles alloc-bench/workloads/<stem>.c into `bin`, when the source is newer.
+/// Compiles `alloc-bench/workloads/<stem>.c` into `bin`, when the source is newer.
 fn compile_c(root: &Path, bin: &Path, stem: &str) -> Result<PathBuf, String> {
     let dir = root.join("alloc-bench").join("workloads");
     let src = dir.join(format!("{stem}.c"));
