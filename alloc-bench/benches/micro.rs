@@ -19,6 +19,7 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use mimalloc::MiMalloc;
 use pagebreak::{BrkPageBreak, MmapPageBreak};
+use snmalloc_rs::SnMalloc;
 use tikv_jemallocator::Jemalloc;
 
 static PB_MMAP: MmapPageBreak = MmapPageBreak;
@@ -26,6 +27,7 @@ static PB_BRK: BrkPageBreak = BrkPageBreak;
 static GLIBC: System = System;
 static MIMALLOC: MiMalloc = MiMalloc;
 static JEMALLOC: Jemalloc = Jemalloc;
+static SNMALLOC: SnMalloc = SnMalloc;
 
 /// Runs `$body` once per allocator with `$name: &str` and `$a: &'static impl GlobalAlloc`.
 /// A macro rather than a loop over `dyn GlobalAlloc`, so each copy is monomorphised and
@@ -35,8 +37,9 @@ macro_rules! each_alloc {
         each_alloc!(@one "pagebreak-mmap", PB_MMAP, $name, $a, $body);
         each_alloc!(@one "pagebreak-brk", PB_BRK, $name, $a, $body);
         each_alloc!(@one "glibc", GLIBC, $name, $a, $body);
-        each_alloc!(@one "mimalloc", MIMALLOC, $name, $a, $body);
+        each_alloc!(@one "mimalloc-3", MIMALLOC, $name, $a, $body);
         each_alloc!(@one "jemalloc", JEMALLOC, $name, $a, $body);
+        each_alloc!(@one "snmalloc", SNMALLOC, $name, $a, $body);
     }};
     (@one $label:literal, $static:ident, $name:ident, $a:ident, $body:block) => {
         if !excluded($label) {

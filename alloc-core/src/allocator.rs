@@ -6,11 +6,13 @@ use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::checks::{report, Call, Misuse, MisuseKind};
+use crate::guarded::GuardedPool;
 use crate::heap::{bump, Heap};
 use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO, DELAY_USE};
 use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
 use crate::segment_map::{
-    is_pages, slot_shift, SegmentMap, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K,
+    is_pages, slot_shift, SegmentMap, GUARDED, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K,
+    SAMPLED,
 };
 use crate::size_class::{aligned_class, class_size, PageKind, DIRECT_MAX, LARGE_MAX, NUM_CLASSES};
 use crate::source::{PageSource, Span};
@@ -21,7 +23,7 @@ use crate::view::SegmentView;
 use crate::{PAGE_SIZE, SEGMENT_SIZE};
 
 /// Bytes before a large block: its segment header. 128 keeps large blocks 128-byte aligned.
-const LARGE_HEADER: usize = 128;
+pub(crate) const LARGE_HEADER: usize = 128;
 /// Default delay before free memory is purged. Page faults cost about 0.25 us per 4 KiB page
 /// on these VMs; 100 ms lets a program that frees and reallocates in bursts keep its pages,
 /// and an idle one still shrinks within a tenth of a second of its next allocator call.
@@ -70,6 +72,9 @@ pub struct Allocator<S: PageSource> {
     cache: SpinLock<SpanCache>,
     cache_deadline: AtomicU64,
     counters: Counters,
+    pub(crate) sampling: crate::sampling::Sampling,
+    /// Sampled blocks on guarded pages (off unless enabled).
+    pub(crate) guarded: GuardedPool,
 }
 
 impl<S: PageSource> Allocator<S> {
@@ -102,6 +107,8 @@ impl<S: PageSource> Allocator<S> {
                 orphan_class_live: [const { AtomicUsize::new(0) }; NUM_CLASSES],
                 heaps: AtomicUsize::new(0),
             },
+            sampling: crate::sampling::Sampling::new(),
+            guarded: GuardedPool::new(),
         }
     }
 
@@ -184,6 +191,9 @@ impl<S: PageSource> Allocator<S> {
             (*heap).live = true;
             (*heap).secret = secret;
             (*heap).key = secret ^ crate::util::mix64(heap as u64) as usize;
+            (*heap).sampler = self
+                .sampling
+                .sampler(crate::util::mix64((*heap).key as u64));
         }
         self.counters.heaps.fetch_add(1, Ordering::Relaxed);
         heap
@@ -387,18 +397,26 @@ impl<S: PageSource> Allocator<S> {
             }
             if let Some(class) = aligned_class(size, align) {
                 let block_size = class_size(class);
+                // A sample taken inside records the request, not the class chosen for it.
+                let sampling = (*heap).sampler.active;
+                if sampling {
+                    (*heap).sampler.aligned_request = (size, align);
+                }
                 let p = if zero {
                     self.zalloc(heap, block_size)
                 } else {
                     self.malloc(heap, block_size)
                 };
+                if sampling {
+                    (*heap).sampler.aligned_request = (0, 0);
+                }
                 debug_assert!((p as usize).is_multiple_of(align));
                 return p;
             }
             if !(*heap).is_live() {
                 return ptr::null_mut();
             }
-            self.alloc_large(&*heap, size, align, zero)
+            self.alloc_large_sampled(&mut *heap, size, align, zero)
         }
     }
 
@@ -562,6 +580,13 @@ impl<S: PageSource> Allocator<S> {
         if p.is_null() {
             return;
         }
+        if entry == SAMPLED {
+            return self.home_free(p, call);
+        }
+        if entry == GUARDED {
+            // SAFETY: the map says the guarded pool holds `p`; it validates `p` itself.
+            return unsafe { self.guarded.free(&self.source, p, call) };
+        }
         // SAFETY: `large_header` validates before anything is written.
         unsafe {
             let hdr = self.large_header(p, entry, call);
@@ -642,6 +667,10 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             (*hdr).kind = KIND_FREE;
             (*hdr).owner = 0;
+            if (*hdr).sample != 0 {
+                self.forget_sample((*hdr).sample);
+                (*hdr).sample = 0;
+            }
             self.counters
                 .huge_live_bytes
                 .fetch_sub((*hdr).requested, Ordering::Relaxed);
@@ -706,6 +735,12 @@ impl<S: PageSource> Allocator<S> {
                 }
                 return (*page).block_size;
             }
+            if entry == SAMPLED {
+                return self.home_usable(p, call);
+            }
+            if entry == GUARDED {
+                return self.guarded.usable_size(p, call);
+            }
             let hdr = self.large_header(p, entry, call);
             large_usable(&*hdr)
         }
@@ -733,24 +768,30 @@ impl<S: PageSource> Allocator<S> {
             }
             let old = self.checked_size(p, Call::Realloc);
             let entry = self.map.get(p as usize);
-            let large = !is_pages(entry);
+            let large = !is_pages(entry) && entry != SAMPLED && entry != GUARDED;
             if large {
                 // In place while the span holds the new size and at least half of it is used
                 // (a cached span may be up to 25% larger than its first use needed).
                 let hdr = self.large_header(p, entry, Call::Realloc);
                 let room = (*hdr).span_size - (*hdr).block_offset;
-                if size <= room && size >= room / 2 && size > LARGE_MAX {
+                // A sampled block moves: its profile record keeps its size and address.
+                let sampled = (*hdr).sample != 0;
+                if size <= room && size >= room / 2 && size > LARGE_MAX && !sampled {
                     let delta = size as isize - (*hdr).requested as isize;
                     (*hdr).requested = size;
                     bump_shared(&self.counters.huge_live_bytes, delta);
                     return p;
                 }
-                if size > LARGE_MAX && (*hdr).block_offset < SEGMENT_SIZE {
+                if size > LARGE_MAX && (*hdr).block_offset < SEGMENT_SIZE && !sampled {
                     if let Some(q) = self.remap_huge(hdr, size) {
                         return q;
                     }
                 }
-            } else if size <= old && (size >= old / 2 || old <= 64) {
+            } else if entry != SAMPLED
+                && entry != GUARDED
+                && size <= old
+                && (size >= old / 2 || old <= 64)
+            {
                 // Keep the block if it fits and would not waste more than half of it.
                 return p;
             }
@@ -845,7 +886,7 @@ impl<S: PageSource> Allocator<S> {
 
     /// A span from the cache or the source. On failure the cache is emptied back to the
     /// source and the request retried once: cached address space must not cause an ENOMEM.
-    fn obtain_span(&self, size: usize, align: usize) -> Option<Span> {
+    pub(crate) fn obtain_span(&self, size: usize, align: usize) -> Option<Span> {
         let cached = self.cache.lock().take(size, align);
         if let Some(span) = cached {
             if span.zeroed {
@@ -869,7 +910,7 @@ impl<S: PageSource> Allocator<S> {
         None
     }
 
-    fn release_span(&self, ptr: *mut u8, size: usize) {
+    pub(crate) fn release_span(&self, ptr: *mut u8, size: usize) {
         self.map.clear(ptr as usize);
         self.counters.reserved.fetch_sub(size, Ordering::Relaxed);
         // SAFETY: the span came from our source and nothing uses it any more.
@@ -1104,6 +1145,8 @@ impl<S: PageSource> Allocator<S> {
         self.pool.raw_lock();
         self.abandoned.raw_lock();
         self.cache.raw_lock();
+        self.sampling.before_fork();
+        self.guarded.before_fork();
         self.source.before_fork();
     }
 
@@ -1116,6 +1159,8 @@ impl<S: PageSource> Allocator<S> {
         // SAFETY: before_fork took each lock; we release each once.
         unsafe {
             self.source.after_fork();
+            self.sampling.after_fork_parent();
+            self.guarded.after_fork(false);
             self.cache.raw_unlock();
             self.abandoned.raw_unlock();
             self.pool.raw_unlock();
@@ -1131,6 +1176,8 @@ impl<S: PageSource> Allocator<S> {
         // SAFETY: the child is single-threaded: nobody else holds or waits for these locks.
         unsafe {
             self.source.after_fork();
+            self.sampling.after_fork_child();
+            self.guarded.after_fork(true);
             self.cache.force_unlock();
             self.abandoned.force_unlock();
             self.pool.force_unlock();

@@ -146,6 +146,8 @@ pub struct Heap {
     pub(crate) arena: bool,
     /// Huge blocks of an arena heap; other threads may free them, hence the lock.
     pub(crate) huge: SpinLock<HugeList>,
+    /// Countdowns to the next sampled allocation (see [`sampling`](crate::sampling)).
+    pub(crate) sampler: crate::sampling::Sampler,
 }
 
 /// Huge blocks an arena heap owns.
@@ -206,6 +208,7 @@ impl Heap {
             huge: SpinLock::new(HugeList {
                 head: ptr::null_mut(),
             }),
+            sampler: crate::sampling::Sampler::OFF,
         }
     }
 
@@ -329,12 +332,16 @@ impl Heap {
                 self.maybe_purge(alloc, false);
             }
             if size > LARGE_MAX {
-                return alloc.alloc_large(self, size, 0, zero);
+                return alloc.alloc_large_sampled(self, size, 0, zero);
             }
             let class = class_of(size);
             let page = self.find_page(alloc, class);
             if page.is_null() {
                 return ptr::null_mut();
+            }
+            if (*page).free.is_null() {
+                // Only with sampling on: the page's blocks are held behind a sample point.
+                return self.malloc_sampled(alloc, page, size, zero);
             }
             let zeroed = (*page).free_is_zero;
             let block = Allocator::<S>::pop(page, (*page).free);
@@ -364,17 +371,23 @@ impl Heap {
                 // SAFETY: pages in our queues are live metadata we own.
                 unsafe {
                     let next = (*page).next;
-                    if Page::collect(page).is_err() {
-                        alloc.report(
+                    match Page::collect(page) {
+                        Ok(fresh) => self.sample_refill(page, fresh),
+                        Err(_) => alloc.report(
                             Call::Malloc,
                             MisuseKind::CorruptFreeList,
                             (*page).start as usize,
-                        );
+                        ),
                     }
-                    if (*page).free.is_null() && (*page).capacity < (*page).reserved {
-                        Page::extend(page);
+                    if (*page).free.is_null()
+                        && (*page).held.is_null()
+                        && (*page).capacity < (*page).reserved
+                    {
+                        let fresh = Page::extend(page);
+                        self.sample_refill(page, fresh);
                     }
-                    if !(*page).free.is_null() {
+                    // Held blocks: the page serves the sampled allocation next.
+                    if !(*page).free.is_null() || !(*page).held.is_null() {
                         self.publish(page);
                         if page != self.queues[class].first {
                             self.queues[class].remove(page);
@@ -408,7 +421,8 @@ impl Heap {
             }
             self.queues[class].push_front(page);
             self.update_direct(class);
-            Page::extend(page);
+            let fresh = Page::extend(page);
+            self.sample_refill(page, fresh);
             page
         }
     }
@@ -838,12 +852,13 @@ impl Heap {
                 let mut page = self.queues[class].first;
                 while !page.is_null() {
                     let next = (*page).next;
-                    if Page::collect(page).is_err() {
-                        alloc.report(
+                    match Page::collect(page) {
+                        Ok(fresh) => self.sample_refill(page, fresh),
+                        Err(_) => alloc.report(
                             Call::Malloc,
                             MisuseKind::CorruptFreeList,
                             (*page).start as usize,
-                        );
+                        ),
                     }
                     self.publish(page);
                     if (*page).used == 0 {
@@ -1030,12 +1045,13 @@ impl Heap {
                     .heap
                     .store(self as *mut Heap as usize, Ordering::Release);
                 (*page).set_delay(DELAY_NO);
-                if Page::collect(page).is_err() {
-                    alloc.report(
+                match Page::collect(page) {
+                    Ok(fresh) => self.sample_refill(page, fresh),
+                    Err(_) => alloc.report(
                         Call::Malloc,
                         MisuseKind::CorruptFreeList,
                         (*page).start as usize,
-                    );
+                    ),
                 }
                 if (*page).used == 0 {
                     let last = (*seg).used_pages == 1;

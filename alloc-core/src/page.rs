@@ -65,9 +65,16 @@ pub struct Page {
     pub(crate) slots: u8,
     /// `used` as last reported to the heap's per-class statistics.
     pub(crate) published: u16,
+    /// Blocks at the head of `held` not yet counted by the sampler.
+    pub(crate) held_fresh: u16,
+    /// What the sample at the head of `held` is for (`SAMPLE_*` bits).
+    pub(crate) held_kind: u8,
     pub(crate) thread_free: AtomicUsize,
     pub(crate) next: *mut Page,
     pub(crate) prev: *mut Page,
+    /// Free blocks held back behind a sample point (see [`sampling`](crate::sampling)); the
+    /// fast path runs dry before them. Always null with sampling off.
+    pub(crate) held: *mut Block,
 }
 
 const _: () = assert!(core::mem::size_of::<Page>() == 128);
@@ -98,6 +105,9 @@ impl Page {
         next: ptr::null_mut(),
         prev: ptr::null_mut(),
         published: 0,
+        held_fresh: 0,
+        held_kind: 0,
+        held: ptr::null_mut(),
     };
 
     /// Encode a link (block address, or 0 for the end of a list).
@@ -208,6 +218,9 @@ impl Page {
             (*page).next = ptr::null_mut();
             (*page).prev = ptr::null_mut();
             (*page).published = 0;
+            (*page).held = ptr::null_mut();
+            (*page).held_fresh = 0;
+            (*page).held_kind = 0;
         }
     }
 
@@ -232,6 +245,8 @@ impl Page {
             (*page).in_full = false;
             (*page).heap.store(0, Ordering::Relaxed);
             (*page).thread_free.store(DELAY_NO, Ordering::Relaxed);
+            (*page).held = ptr::null_mut();
+            (*page).held_fresh = 0;
         }
     }
 
@@ -241,12 +256,13 @@ impl Page {
         self.start.with_addr(addr).cast()
     }
 
-    /// Link up to 4 KiB of never-used blocks into `free` (which must be empty).
+    /// Link up to 4 KiB of never-used blocks into `free` (which must be empty). Returns how
+    /// many.
     ///
     /// # Safety
     ///
     /// The page is in use, owned by the caller, and `free` is null.
-    pub(crate) unsafe fn extend(page: *mut Page) {
+    pub(crate) unsafe fn extend(page: *mut Page) -> usize {
         // SAFETY: the page is ours (contract); blocks first..first+count lie inside its area
         // (capacity + count <= reserved) and are not handed out, so we may write their links.
         unsafe {
@@ -257,7 +273,7 @@ impl Page {
                 .clamp(1, remaining.max(1))
                 .min(remaining);
             if count == 0 {
-                return;
+                return 0;
             }
             let first = (*page).capacity as usize;
             {
@@ -275,19 +291,26 @@ impl Page {
             }
             (*page).capacity += count as u16;
             (*page).free_is_zero = (*page).zero_init;
+            count
         }
     }
 
-    /// Take every block other threads freed into this page, appending them to `free`.
-    /// Returns `false` if a link was damaged (the caller reports it).
+    /// Take every block other threads freed into this page, putting them at the head of
+    /// `free`, and move `local_free` to `free` if `free` is empty. Returns how many blocks
+    /// went to the head of `free` (the sampler counts them), or the address of a damaged
+    /// link (the caller reports it). While blocks are held behind a sample point nothing is
+    /// taken: the held blocks go first.
     ///
     /// # Safety
     ///
     /// The page is in use and owned by the caller's heap.
-    pub(crate) unsafe fn collect(page: *mut Page) -> Result<(), usize> {
+    pub(crate) unsafe fn collect(page: *mut Page) -> Result<usize, usize> {
         // SAFETY: the page is ours (contract): we read and write its owner fields through the
         // raw pointer, and the blocks on its lists are free blocks of it.
         unsafe {
+            if !(*page).held.is_null() {
+                return Ok(0);
+            }
             if (*page).thread_free.load(Ordering::Relaxed) & !DELAY_MASK != 0 {
                 let taken =
                     (*page).thread_free.fetch_and(DELAY_MASK, Ordering::Acquire) & !DELAY_MASK;
@@ -312,13 +335,16 @@ impl Page {
                 (*page).free = (*page).block_at(taken);
                 (*page).used -= count;
                 (*page).free_is_zero = false;
+                return Ok(count as usize);
             }
             if (*page).free.is_null() && !(*page).local_free.is_null() {
                 (*page).free = (*page).local_free;
                 (*page).local_free = ptr::null_mut();
                 (*page).free_is_zero = false;
+                // Nothing else is free: every block not in use is on the list.
+                return Ok(((*page).capacity - (*page).used) as usize);
             }
-            Ok(())
+            Ok(0)
         }
     }
 

@@ -16,6 +16,8 @@ pub(crate) const KIND_SMALL: u8 = 1;
 pub(crate) const KIND_MEDIUM: u8 = 2;
 pub(crate) const KIND_LARGE: u8 = 3;
 pub(crate) const KIND_HUGE: u8 = 4;
+/// A sample segment (see [`sampling`](crate::sampling)).
+pub(crate) const KIND_SAMPLED: u8 = 5;
 
 /// Small pages: 64 KiB.
 pub(crate) const SMALL_PAGE_SHIFT: u32 = 16;
@@ -41,6 +43,8 @@ pub(crate) struct SegmentHeader {
     pub(crate) owner: usize,
     pub(crate) huge_next: *mut SegmentHeader,
     pub(crate) huge_prev: *mut SegmentHeader,
+    /// Huge segments: the profile's token for a sampled block (0: not sampled).
+    pub(crate) sample: usize,
 }
 
 impl SegmentHeader {
@@ -56,6 +60,7 @@ impl SegmentHeader {
             owner: 0,
             huge_next: ptr::null_mut(),
             huge_prev: ptr::null_mut(),
+            sample: 0,
         }
     }
 }

@@ -7,8 +7,9 @@
 //!
 //! A byte is 0 for "not ours"; [`PAGES_64K`] or [`PAGES_512K`] for a page segment starting
 //! here, with its slot size (so `free` finds the page without reading the segment header);
-//! [`HUGE_START`] for a huge block's header; and `HUGE_BACK + k` for "the huge header is 2^k
-//! chunks below": a block aligned to 4 MiB or more starts in a chunk of its own.
+//! [`HUGE_START`] for a huge block's header; `HUGE_BACK + k` for "the huge header is 2^k
+//! chunks below": a block aligned to 4 MiB or more starts in a chunk of its own; [`SAMPLED`]
+//! for a sample segment (profiled blocks); and [`GUARDED`] for the guarded pool.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
@@ -29,6 +30,12 @@ pub const PAGES_512K: u8 = 2;
 pub const HUGE_START: u8 = 3;
 /// Map entry base: `HUGE_BACK + k` means the huge header is 2^k chunks below.
 pub const HUGE_BACK: u8 = 4;
+/// Map entry: a sample segment (profiled blocks, see [`sampling`](crate::sampling)) starts
+/// here. Above every `HUGE_BACK + k` (k < 9: alignments up to 1 GiB).
+pub const SAMPLED: u8 = 0x20;
+/// Map entry: a chunk of the guarded pool (see [`guarded`](crate::guarded)). Above every
+/// `HUGE_BACK + k` (k < 64), and not a page segment's, so `free` sends it down its cold path.
+pub const GUARDED: u8 = 0xff;
 
 /// Whether `entry` is a page segment's.
 #[inline(always)]

@@ -17,6 +17,8 @@
 //!   never the middle of a span). `purge(ptr, size)` keeps the address range but lets the
 //!   source drop the physical pages behind it (`madvise(MADV_DONTNEED)` on Linux); the range
 //!   stays valid and usable. It returns `true` if the purged range now reads as zero.
+//!   `protect(ptr, size, accessible)` (optional) makes a page range fault on access, or
+//!   accessible again: the guarded pool needs it and stays off without it.
 //! * **Errors.** Failures are a small `Copy` value, [`SourceError`]; the core turns them into a
 //!   null pointer (and the C layer into `ENOMEM`). A source never panics and never aborts.
 //! * **Concurrency.** Methods take `&self` and may be called from any thread, concurrently;
@@ -102,6 +104,20 @@ pub unsafe trait PageSource: Sync {
         None
     }
 
+    /// Make `size` bytes at `ptr` inaccessible (`accessible == false`: any read or write
+    /// faults) or readable and writable again; for guarded blocks
+    /// ([`guarded`](crate::guarded)). Returns whether it was done. The default cannot (a source
+    /// without an MMU, a static buffer): then the guarded pool stays off.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` and `size` are page-aligned and inside a live span; nothing in the range is used
+    /// while it is inaccessible.
+    unsafe fn protect(&self, ptr: *mut u8, size: usize, accessible: bool) -> bool {
+        let _ = (ptr, size, accessible);
+        false
+    }
+
     /// Milliseconds from some fixed point, used to delay purging. A source with no clock
     /// returns 0, and then memory is purged as soon as it is free.
     fn now_ms(&self) -> u64 {
@@ -151,6 +167,10 @@ unsafe impl<S: PageSource + ?Sized> PageSource for &S {
     ) -> Option<Span> {
         // SAFETY: forwarded unchanged.
         unsafe { (**self).remap(ptr, old_size, new_size, align) }
+    }
+    unsafe fn protect(&self, ptr: *mut u8, size: usize, accessible: bool) -> bool {
+        // SAFETY: forwarded unchanged.
+        unsafe { (**self).protect(ptr, size, accessible) }
     }
     fn now_ms(&self) -> u64 {
         (**self).now_ms()

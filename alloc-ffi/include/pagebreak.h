@@ -59,6 +59,11 @@ void pagebreak_heap_free(pagebreak_heap *heap, void *p);
  * Returns 0, or -1 with errno set. */
 int pagebreak_heapmap_write(const char *path);
 
+/* Write a heap profile (the raw dump read by pagebreak-prof) to path; NULL: the path of
+ * PAGEBREAK_PROFILE_PATH, or pagebreak-<pid>.prof. Profiling must be on (PAGEBREAK_PROFILE=1,
+ * or a sampling interval in bytes). Returns 0, or -1 with errno set (EINVAL: profiling off). */
+int pagebreak_profile_dump(const char *path);
+
 /* The library's version, e.g. "0.1.0". */
 const char *pagebreak_version(void);
 

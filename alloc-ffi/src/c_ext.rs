@@ -257,3 +257,15 @@ pub unsafe extern "C" fn pagebreak_heapmap_write(path: *const c_char) -> c_int {
 pub extern "C" fn pagebreak_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
+
+/// `pagebreak_profile_dump`: write a heap profile to `path` (NULL: `PAGEBREAK_PROFILE_PATH`,
+/// or `pagebreak-<pid>.prof`). Returns 0, or -1 with errno set (EINVAL when profiling is off).
+///
+/// # Safety
+///
+/// `path` is null or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn pagebreak_profile_dump(path: *const c_char) -> c_int {
+    inst::init();
+    crate::profile::write_dump(path, "request")
+}

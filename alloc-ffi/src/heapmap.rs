@@ -14,16 +14,36 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use alloc_core::view::{SegmentView, SlotState};
 use alloc_core::{Allocator, PageSource};
 
-/// A stack buffer flushed to a file descriptor when full.
-struct FdWriter {
+/// A stack buffer flushed to a file descriptor when full (no allocation).
+pub(crate) struct FdWriter {
     fd: i32,
     buf: [u8; 4096],
     len: usize,
-    failed: bool,
+    pub(crate) failed: bool,
 }
 
 impl FdWriter {
-    fn flush(&mut self) {
+    pub(crate) const fn new(fd: i32) -> FdWriter {
+        FdWriter {
+            fd,
+            buf: [0; 4096],
+            len: 0,
+            failed: false,
+        }
+    }
+
+    /// Write raw bytes.
+    pub(crate) fn write_bytes(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(self.buf.len()) {
+            if self.len + chunk.len() > self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len..self.len + chunk.len()].copy_from_slice(chunk);
+            self.len += chunk.len();
+        }
+    }
+
+    pub(crate) fn flush(&mut self) {
         let mut rest = &self.buf[..self.len];
         while !rest.is_empty() && !self.failed {
             // SAFETY: `rest` is a valid byte slice for the call.
@@ -40,13 +60,7 @@ impl FdWriter {
 
 impl Write for FdWriter {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        for chunk in s.as_bytes().chunks(self.buf.len()) {
-            if self.len + chunk.len() > self.buf.len() {
-                self.flush();
-            }
-            self.buf[self.len..self.len + chunk.len()].copy_from_slice(chunk);
-            self.len += chunk.len();
-        }
+        self.write_bytes(s.as_bytes());
         Ok(())
     }
 }
@@ -93,12 +107,7 @@ pub(crate) fn write_to<S: PageSource>(
     if fd < 0 {
         return -1;
     }
-    let mut out = FdWriter {
-        fd,
-        buf: [0; 4096],
-        len: 0,
-        failed: false,
-    };
+    let mut out = FdWriter::new(fd);
     let stats = alloc.stats();
     let _ = writeln!(
         out,

@@ -101,6 +101,13 @@ macro_rules! define_instance {
             static STATE: AtomicU8 = AtomicU8::new(UNINIT);
             static KEY: AtomicU32 = AtomicU32::new(0);
             static mut OPTIONS: Options = Options::DEFAULT;
+            /// What the core calls for sampled allocations: heap profiles (and guarded
+            /// blocks, when that sampling is on).
+            static SAMPLE_HOOKS: alloc_core::SampleHooks = alloc_core::SampleHooks {
+                record: crate::profile::record,
+                forget: crate::profile::forget,
+                guarded: None,
+            };
 
             /// The backend's name.
             pub const BACKEND: &str = $backend;
@@ -137,7 +144,25 @@ macro_rules! define_instance {
                 unsafe { ptr::addr_of_mut!(OPTIONS).write(options) };
                 ALLOC.set_purge_delay_ms(options.purge_delay_ms);
                 crate::$configure(ALLOC.source(), &options);
+                // Sampling: set up before the first heap, which reads it.
+                let mut sampling = false;
+                if options.profile_interval != 0
+                    && crate::profile::start(
+                        options.profile_interval,
+                        options.profile_path,
+                        options.profile_signal,
+                    )
+                {
+                    ALLOC.set_profile_interval(options.profile_interval);
+                    sampling = true;
+                }
+                if sampling {
+                    ALLOC.set_sample_hooks(&SAMPLE_HOOKS);
+                }
                 alloc_core::checks::set_misuse_handler(crate::report::abort_on_misuse);
+                if options.guarded != 0 {
+                    crate::guarded::enable(&ALLOC, &options);
+                }
                 let mut key: libc::pthread_key_t = 0;
                 // SAFETY: plain libc calls with valid arguments.
                 unsafe {
@@ -258,6 +283,9 @@ macro_rules! define_instance {
                 let p = unsafe { ALLOC.malloc_slow(heap, size, zero) };
                 #[cfg(feature = "tracing")]
                 crate::trace::after_call(BACKEND, before, ALLOC.source_counters(), size, p.is_null());
+                if p.is_null() {
+                    crate::profile::on_oom();
+                }
                 p
             }
 
@@ -285,6 +313,9 @@ macro_rules! define_instance {
                 let p = unsafe { ALLOC.malloc_aligned(heap, size, align, zero) };
                 #[cfg(feature = "tracing")]
                 crate::trace::after_call(BACKEND, before, ALLOC.source_counters(), size, p.is_null());
+                if p.is_null() {
+                    crate::profile::on_oom();
+                }
                 p
             }
 
@@ -315,6 +346,9 @@ macro_rules! define_instance {
                 let q = unsafe { ALLOC.realloc(heap, p, size, align) };
                 #[cfg(feature = "tracing")]
                 crate::trace::after_call(BACKEND, before, ALLOC.source_counters(), size, q.is_null());
+                if q.is_null() {
+                    crate::profile::on_oom();
+                }
                 q
             }
 
@@ -343,6 +377,16 @@ macro_rules! define_instance {
                 let heap = live_heap();
                 // SAFETY: a live heap of this thread.
                 !heap.is_null() && unsafe { ALLOC.trim(heap) }
+            }
+
+            /// The fault at `addr` if it lies in this instance's guarded pool.
+            pub fn guarded_fault(addr: usize) -> Option<alloc_core::GuardedFault> {
+                ALLOC.guarded_fault(addr)
+            }
+
+            /// The latest guarded block of the slot holding `addr`.
+            pub fn guarded_block(addr: usize) -> Option<alloc_core::GuardedBlock> {
+                ALLOC.guarded_block(addr)
             }
 
             /// Counters snapshot (the calling thread's counts brought up to date first).

@@ -38,6 +38,12 @@
 //! `alloc-core` runs over any `PageSource`: a static array (`alloc_core::StaticSource`), a
 //! file (`backend_file::FileSource`), or one of your own.
 //!
+//! # Heap profiles
+//!
+//! With `PAGEBREAK_PROFILE=1` (or an interval in bytes) in the environment, pagebreak samples
+//! allocations and writes heap profiles at exit, on SIGUSR1, on failed allocations, and on
+//! request ([`profile::dump`]); `pagebreak-prof` reads them.
+//!
 //! # Misuse
 //!
 //! A double free, or a free of a pointer pagebreak did not hand out, prints one line to
@@ -49,12 +55,17 @@
 compile_error!("pagebreak needs a page source: enable feature `mmap` or `brk` (or both).");
 
 mod arena;
+mod fault;
 mod global;
+mod guarded;
 mod heapmap;
 mod instance;
 mod options;
+pub mod profile;
 mod report;
+mod stack;
 mod stats_print;
+mod symbolize;
 #[cfg(feature = "tracing")]
 mod trace;
 

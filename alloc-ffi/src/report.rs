@@ -46,19 +46,10 @@ impl Write for LineBuf {
     }
 }
 
-/// The misuse handler installed in the core: `pagebreak: free(): double free of 0x...`.
+/// The misuse handler installed in the core: `pagebreak: free(): double free of 0x...`
+/// (followed by the block's stacks when it is a guarded block).
 pub(crate) fn abort_on_misuse(misuse: &Misuse) -> ! {
-    let mut line = LineBuf::new();
-    let _ = writeln!(line, "pagebreak: {misuse}");
-    line.write_stderr();
-    #[cfg(feature = "tracing")]
-    crate::trace::misuse(
-        core::str::from_utf8(line.as_bytes())
-            .unwrap_or("")
-            .trim_end(),
-    );
-    // SAFETY: abort never returns and is async-signal-safe.
-    unsafe { libc::abort() }
+    crate::guarded::report_misuse(misuse)
 }
 
 #[cfg(test)]

@@ -314,6 +314,11 @@ unsafe impl PageSource for BrkSource {
         unsafe { purge(ptr, size) }
     }
 
+    unsafe fn protect(&self, ptr: *mut u8, size: usize, accessible: bool) -> bool {
+        // SAFETY: forwarded: a page-aligned range of a live span of ours.
+        unsafe { os_glue::protect(ptr, size, accessible) }
+    }
+
     fn now_ms(&self) -> u64 {
         os_glue::now_ms()
     }

@@ -1,6 +1,7 @@
 //! What the OS-backed page sources share: a cheap monotonic clock (for purge delays) and
 //! entropy (for the free-list secret), from the C library (vDSO and auxiliary vector: no
-//! real system calls). `no_std`, allocates nothing.
+//! real system calls), and page protection (`mprotect`, for guarded blocks). `no_std`,
+//! allocates nothing.
 #![cfg_attr(not(test), no_std)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,24 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 /// is the cheapest one the vDSO offers.
 pub fn now_ms() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
+}
+
+/// `mprotect`: make `[ptr, ptr + size)` inaccessible (`PROT_NONE`) or readable and writable
+/// again. Returns whether it worked (it fails with ENOMEM when the split would pass
+/// `vm.max_map_count`).
+///
+/// # Safety
+///
+/// The range is page-aligned, mapped, and owned by the caller; nothing uses it while it is
+/// inaccessible.
+pub unsafe fn protect(ptr: *mut u8, size: usize, accessible: bool) -> bool {
+    let prot = if accessible {
+        libc::PROT_READ | libc::PROT_WRITE
+    } else {
+        libc::PROT_NONE
+    };
+    // SAFETY: per the contract the range is the caller's own mapping.
+    unsafe { libc::mprotect(ptr.cast(), size, prot) == 0 }
 }
 
 /// SplitMix64's finaliser: every input bit affects every output bit.

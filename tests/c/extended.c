@@ -20,10 +20,14 @@ int main(void) {
     LOOKUP(pagebreak_heap_free);
     LOOKUP(pagebreak_heapmap_write);
     LOOKUP(pagebreak_version);
+    LOOKUP(pagebreak_profile_dump);
     CHECK(p_pagebreak_stats_get && p_pagebreak_heap_new && p_pagebreak_heap_destroy);
     CHECK(p_pagebreak_heap_malloc && p_pagebreak_heap_calloc && p_pagebreak_heap_free);
     CHECK(p_pagebreak_heap_aligned_alloc && p_pagebreak_heap_realloc);
-    CHECK(p_pagebreak_heapmap_write && p_pagebreak_version);
+    CHECK(p_pagebreak_heapmap_write && p_pagebreak_version && p_pagebreak_profile_dump);
+    /* Profiling is off unless PAGEBREAK_PROFILE is set: no dump, EINVAL. */
+    errno = 0;
+    CHECK(p_pagebreak_profile_dump("/tmp/pagebreak-never-written.prof") == -1 && errno == EINVAL);
     CHECK(strcmp(p_pagebreak_version(), "0.0.0") > 0);
 
     /* Statistics follow allocations. */

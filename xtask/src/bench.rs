@@ -1,45 +1,57 @@
-//! `cargo xtask bench`: pagebreak side by side with glibc, mimalloc and jemalloc.
+//! `cargo xtask bench`: pagebreak side by side with glibc, mimalloc (Debian's, and the
+//! newest 2.x and 3.x), jemalloc and snmalloc.
 //!
-//! 1. Builds libpagebreak.so for both backends.
+//! 1. Builds libpagebreak.so for both backends, and the peers' preload libraries from the
+//!    sources their crates carry ([`peers`]).
 //! 2. Runs the criterion micro-benchmarks (`alloc-bench/benches/micro.rs`).
-//! 3. Runs the macro workloads (`alloc-bench/workloads/`) as whole processes, each under
-//!    every allocator (LD_PRELOAD; glibc without), repetitions interleaved, timed from
-//!    outside by a small C runner that reports wall time and the child's rusage.
+//! 3. Runs the macro workloads (`alloc-bench/workloads/`, `alloc-bench/rust-workload`) as
+//!    whole processes, each under every allocator (LD_PRELOAD, glibc without; the Rust
+//!    program is built once per allocator crate instead), repetitions interleaved, timed
+//!    from outside by a small C runner that reports wall time and the child's rusage.
 //! 4. Prints one table and writes `target/pagebreak-bench/report.md` and `report.svg`.
+//!    Ratios are to one reference: the fastest mimalloc of the run.
 //!
 //! Benchmarks measure; nothing here judges a number.
 
 mod micro;
+pub mod peers;
 mod report;
 mod stats;
 mod svg;
+mod workloads;
 
 use crate::build::{self, Backend};
 use crate::cmd;
+use peers::{Allocator, Load};
 use stats::{Cell, Row, Run, Status, Summary, Table};
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, SystemTime};
+use workloads::{workload_args, Invocation, Workload, WORKLOADS};
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--quick] [--micro-only | --macro-only] [--reps N]
                          [--workloads a,b,..] [--allocators a,b,..]
 
-  --quick          smaller workloads, shorter criterion runs, 3 repetitions (< 5 min)
+  --quick          smaller workloads, shorter criterion runs, 3 repetitions (~6 min)
   --micro-only     only the criterion micro-benchmarks
   --macro-only     only the whole-program workloads
   --reps N         repetitions of each macro workload per allocator (default 5, quick 3)
   --workloads L    only these macro workloads (comma-separated names)
-  --allocators L   only these allocators in the macro workloads
-                   (pagebreak-mmap, pagebreak-brk, glibc, mimalloc, jemalloc)
+  --allocators L   only these allocators in the macro workloads (pagebreak-mmap,
+                   pagebreak-brk, glibc, mimalloc-deb, mimalloc-2, mimalloc-3,
+                   jemalloc, snmalloc)
 
+mimalloc-deb and jemalloc are Debian's libraries (apt-get install libmimalloc2.0
+libjemalloc2; or set ALLOC_BENCH_MIMALLOC / ALLOC_BENCH_JEMALLOC to a .so);
+mimalloc-2, mimalloc-3 and snmalloc are compiled from the sources of the crates
+libmimalloc-sys and snmalloc-sys (needs cc and g++). Ratios are to the fastest mimalloc.
 Writes target/pagebreak-bench/report.md, report.svg and runs.tsv (every run).
-Set ALLOC_BENCH_MIMALLOC / ALLOC_BENCH_JEMALLOC to a .so to override the search.
 ";
 
 struct Options {
@@ -115,97 +127,32 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     Ok(Some(o))
 }
 
-/// A macro workload: a C program from alloc-bench/workloads or the Python script.
-struct Workload {
-    name: &'static str,
-    what: &'static str,
-    program: Program,
-    /// Arguments of a full run (about 1-5 s each on glibc on a 2-core VM) and a quick one.
-    full: &'static [&'static str],
-    quick: &'static [&'static str],
-}
+/// How the reference is chosen, in words (report and terminal).
+pub const REFERENCE: &str = "the fastest mimalloc of this run (lowest geometric mean of \
+    the wall times over the workloads every mimalloc finished)";
 
-enum Program {
-    C(&'static str),
-    Python(&'static str),
-}
-
-const WORKLOADS: &[Workload] = &[
-    Workload {
-        name: "larson",
-        what: "server threads replace random blocks (16-512 B), hand some to the next thread, and retire to fresh threads",
-        program: Program::C("larson"),
-        full: &["12000", "4"],
-        quick: &["2000", "4"],
-    },
-    Workload {
-        name: "xmalloc",
-        what: "2 producer threads allocate (16-256 B), 2 consumer threads free",
-        program: Program::C("xmalloc"),
-        full: &["20000", "2", "2"],
-        quick: &["4000", "2", "2"],
-    },
-    Workload {
-        name: "cache-scratch",
-        what: "threads free a block from the main thread, then allocate and write 8-byte objects (false sharing)",
-        program: Program::C("cache_scratch"),
-        full: &["10000"],
-        quick: &["4000"],
-    },
-    Workload {
-        name: "binary-trees",
-        what: "complete binary trees of 16-byte nodes built and dropped, one long-lived (1 thread)",
-        program: Program::C("binary_trees"),
-        full: &["19"],
-        quick: &["17"],
-    },
-    Workload {
-        name: "large",
-        what: "2 threads replace blocks of 64 KiB-8 MiB and write every page",
-        program: Program::C("large"),
-        full: &["12000", "2"],
-        quick: &["2000", "2"],
-    },
-    Workload {
-        name: "realloc",
-        what: "2 threads grow 1000 strings each by small appends (exact-size realloc), shrink or drop them",
-        program: Program::C("realloc"),
-        full: &["4000", "2"],
-        quick: &["800", "2"],
-    },
-    Workload {
-        name: "python",
-        what: "CPython with PYTHONMALLOC=malloc: dicts, JSON, strings, sorting",
-        program: Program::Python("py_alloc.py"),
-        full: &["10"],
-        quick: &["2"],
-    },
-];
-
-const MIMALLOC: &str = "mimalloc";
-const ALL_ALLOCATORS: [&str; 5] = [
+/// The mimallocs: the fastest of them in a run is the reference of its ratios.
+const MIMALLOCS: [&str; 3] = ["mimalloc-deb", "mimalloc-2", "mimalloc-3"];
+const ALL_ALLOCATORS: [&str; 8] = [
     "pagebreak-mmap",
     "pagebreak-brk",
     "glibc",
-    "mimalloc",
+    "mimalloc-deb",
+    "mimalloc-2",
+    "mimalloc-3",
     "jemalloc",
+    "snmalloc",
 ];
-
-/// How an allocator is brought into a workload.
-#[derive(Clone)]
-enum Load {
-    /// LD_PRELOAD this library.
-    Preload(PathBuf),
-    /// glibc: the program as it is.
-    Native,
-    /// Could not be built: every cell becomes this failure.
-    Broken(String),
-}
-
-struct Allocator {
-    name: String,
-    load: Load,
-}
+/// The micro-benchmarks' allocators (`benches/micro.rs`): through their crates, in one
+/// process, so only one mimalloc (two would clash by symbol name): the crate's default, 3.x.
+const MICRO_ALLOCATORS: [&str; 6] = [
+    "pagebreak-mmap",
+    "pagebreak-brk",
+    "glibc",
+    "mimalloc-3",
+    "jemalloc",
+    "snmalloc",
+];
 
 pub fn main(args: &[String]) -> Result<(), String> {
     let Some(opts) = parse_args(args)? else {
@@ -222,7 +169,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
 
     // 1. Both flavours of the preload library; a failed build is reported, not fatal,
     // so the other allocators still get measured.
-    let mut pb = Vec::new();
+    let mut allocators = Vec::new();
     for backend in Backend::ALL {
         let name = format!("pagebreak-{}", backend.name());
         let wanted = opts.allocators.as_ref().is_none_or(|l| l.contains(&name));
@@ -233,14 +180,30 @@ pub fn main(args: &[String]) -> Result<(), String> {
             "building libpagebreak.so ({} backend)",
             backend.name()
         ));
-        let load = match build::build(backend, true, false) {
-            Ok(b) => Load::Preload(b.so),
+        let (load, what) = match build::build(backend, true, false) {
+            Ok(b) => {
+                let what =
+                    format!(
+                    "`LD_PRELOAD={}`; Rust: `pagebreak::{}PageBreak` (alloc-ffi without `c-api`)",
+                    display_argv(&root, &[b.so.display().to_string()]),
+                    if backend == Backend::Mmap { "Mmap" } else { "Brk" }
+                );
+                (Load::Preload(b.so), what)
+            }
             Err(e) => {
                 eprintln!("bench: {name}: build failed: {e}");
-                Load::Broken(format!("build failed: {e}"))
+                let e = format!("build failed: {e}");
+                (Load::Broken(e.clone()), format!("not measured: {e}"))
             }
         };
-        pb.push(Allocator { name, load });
+        allocators.push(Allocator { name, load, what });
+    }
+    // The peers: Debian's libraries, and the ones built from the crates' sources.
+    if opts.macro_ {
+        progress("the other allocators (building mimalloc 2.x/3.x and snmalloc once)");
+        allocators.extend(peers::find_allocators(opts.allocators.as_ref(), &mut notes));
+        // The order of the columns: ours, then glibc, the mimallocs, jemalloc, snmalloc.
+        allocators.sort_by_key(|a| ALL_ALLOCATORS.iter().position(|n| *n == a.name));
     }
 
     // 2. Criterion.
@@ -260,28 +223,16 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let mut libraries = Vec::new();
     let mut workload_info = Vec::new();
     if opts.macro_ {
-        let allocators = find_allocators(&opts, pb, &mut notes);
         if allocators.is_empty() {
             return Err("no allocator left to benchmark".into());
         }
-        for a in &allocators {
-            libraries.push((
-                a.name.clone(),
-                match &a.load {
-                    Load::Preload(p) => {
-                        let shown = display_argv(&root, &[p.display().to_string()]);
-                        match debian_package(p) {
-                            Some(pkg) => format!("`LD_PRELOAD={shown}` (Debian {pkg})"),
-                            None => format!("`LD_PRELOAD={shown}`"),
-                        }
-                    }
-                    Load::Native => "the system's malloc, no preload".into(),
-                    Load::Broken(e) => format!("not measured: {e}"),
-                },
-            ));
-        }
+        libraries = allocators
+            .iter()
+            .map(|a| (a.name.clone(), a.what.clone()))
+            .collect();
         let bin = out_dir.join("bin");
-        let runner = compile_c(&root, &bin, "runner")?;
+        let runner = workloads::compile(&root, &bin, "runner", workloads::Lang::C)?;
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
         let mut selected = Vec::new();
         for w in WORKLOADS {
             if opts
@@ -291,23 +242,25 @@ pub fn main(args: &[String]) -> Result<(), String> {
             {
                 continue;
             }
-            let argv = match prepare(&root, &bin, w) {
-                Ok(argv) => argv,
+            let args = workload_args(if opts.quick { w.quick } else { w.full }, cores);
+            progress(&format!("preparing {}", w.name));
+            let inv = match workloads::prepare(&root, &bin, w, &allocators, &args) {
+                Ok(inv) => inv,
                 Err(e) => {
                     eprintln!("bench: skipping {}: {e}", w.name);
                     notes.push(format!("Workload {} skipped: {e}.", w.name));
                     continue;
                 }
             };
-            let args = if opts.quick { w.quick } else { w.full };
-            let mut argv = argv;
-            argv.extend(args.iter().map(|s| s.to_string()));
-            workload_info.push((
-                w.name.to_string(),
-                w.what.to_string(),
-                display_argv(&root, &argv),
-            ));
-            selected.push((w, argv));
+            // The command line as the report shows it (the first allocator's).
+            let shown = inv
+                .iter()
+                .flatten()
+                .next()
+                .map(|i| display_argv(&root, &i.argv))
+                .unwrap_or_default();
+            workload_info.push((w.name.to_string(), w.what.to_string(), shown));
+            selected.push((w, inv));
         }
         let t = run_macro(
             &opts,
@@ -318,6 +271,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
             &mut failures,
         )?;
         println!("\n{}", report::text_table(&t));
+        println!(
+            "ratios are to {}, {}\n",
+            t.allocators[t.baseline], REFERENCE
+        );
         let vs = report::text_pagebreak_vs(&t);
         if !vs.is_empty() {
             println!("geometric means:\n{vs}");
@@ -328,7 +285,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     // 4. Report files.
     let machine = report::Machine::probe();
     let date = report::utc_date(SystemTime::now());
-    let micro_allocators: Vec<String> = ALL_ALLOCATORS.iter().map(|s| s.to_string()).collect();
+    let micro_allocators: Vec<String> = MICRO_ALLOCATORS.iter().map(|s| s.to_string()).collect();
     if let Some(t) = &micro_table {
         if t.is_empty() {
             notes.push("No micro-benchmark results were produced.".into());
@@ -548,145 +505,6 @@ fn progress(msg: &str) {
     eprintln!("\n==> bench: {msg}");
 }
 
-/// pagebreak's two flavours (built above), glibc, and whichever of mimalloc and jemalloc
-/// are installed; the ones missing are skipped with a message.
-fn find_allocators(opts: &Options, pb: Vec<Allocator>, notes: &mut Vec<String>) -> Vec<Allocator> {
-    let mut v = pb;
-    v.push(Allocator {
-        name: "glibc".into(),
-        load: Load::Native,
-    });
-    for (name, env, stem, pkg) in [
-        (
-            "mimalloc",
-            "ALLOC_BENCH_MIMALLOC",
-            "libmimalloc.so",
-            "libmimalloc2.0",
-        ),
-        (
-            "jemalloc",
-            "ALLOC_BENCH_JEMALLOC",
-            "libjemalloc.so",
-            "libjemalloc2",
-        ),
-    ] {
-        match find_library(env, stem) {
-            Some(p) => v.push(Allocator {
-                name: name.into(),
-                load: Load::Preload(p),
-            }),
-            None => {
-                let msg = format!(
-                    "{name} skipped: no {stem}* found (apt-get install {pkg}, or set {env})"
-                );
-                eprintln!("bench: {msg}");
-                notes.push(msg);
-            }
-        }
-    }
-    if let Some(l) = &opts.allocators {
-        v.retain(|a| l.contains(&a.name));
-    }
-    v
-}
-
-fn find_library(env: &str, stem: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env) {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    let dirs = [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/local/lib",
-        "/usr/lib64",
-        "/usr/lib",
-    ];
-    for d in dirs {
-        let Ok(rd) = fs::read_dir(d) else { continue };
-        let mut found: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(stem))
-            })
-            .collect();
-        // The shortest name is the soname link (libmimalloc.so.2 over libmimalloc.so.2.0).
-        found.sort_by_key(|p| (p.as_os_str().len(), p.clone()));
-        if let Some(p) = found.into_iter().next() {
-            return Some(p);
-        }
-    }
-    None
-}
-
-/// "package version" of the Debian package that installed `lib`, if dpkg knows it.
-fn debian_package(lib: &Path) -> Option<String> {
-    let real = fs::canonicalize(lib).ok()?;
-    let out = Command::new("dpkg-query")
-        .arg("-S")
-        .arg(&real)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let pkg = text.lines().next()?.split(':').next()?.trim().to_string();
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f", "${Version}", &pkg])
-        .output()
-        .ok()?;
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !version.is_empty()).then(|| format!("{pkg} {version}"))
-}
-
-/// Compiles `alloc-bench/workloads/<stem>.c` into `bin`, when the source is newer.
-fn compile_c(root: &Path, bin: &Path, stem: &str) -> Result<PathBuf, String> {
-    let dir = root.join("alloc-bench").join("workloads");
-    let src = dir.join(format!("{stem}.c"));
-    let out = bin.join(stem);
-    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
-    let newest_src = [src.clone(), dir.join("common.h")]
-        .iter()
-        .filter_map(|p| mtime(p))
-        .max();
-    if mtime(&out).is_some_and(|o| newest_src.is_some_and(|s| o >= s)) {
-        return Ok(out);
-    }
-    fs::create_dir_all(bin).map_err(|e| format!("{}: {e}", bin.display()))?;
-    let mut c = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()));
-    c.args(["-O2", "-pthread", "-o"]).arg(&out).arg(&src);
-    cmd::run(&mut c)?;
-    Ok(out)
-}
-
-/// The command line of a workload, without its size arguments.
-fn prepare(root: &Path, bin: &Path, w: &Workload) -> Result<Vec<String>, String> {
-    match w.program {
-        Program::C(stem) => Ok(vec![compile_c(root, bin, stem)?.display().to_string()]),
-        Program::Python(script) => {
-            let py = find_python().ok_or("no python3 found")?;
-            let script = root.join("alloc-bench").join("workloads").join(script);
-            Ok(vec![py.display().to_string(), script.display().to_string()])
-        }
-    }
-}
-
-/// The real interpreter, not a shim script (pyenv's would be timed and preloaded too).
-fn find_python() -> Option<PathBuf> {
-    for p in ["/usr/bin/python3", "/usr/local/bin/python3"] {
-        if Path::new(p).is_file() {
-            return Some(p.into());
-        }
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    (out.status.success() && p.is_file()).then_some(p)
-}
-
 fn display_argv(root: &Path, argv: &[String]) -> String {
     let prefix = format!("{}/", root.display());
     argv.iter()
@@ -712,38 +530,35 @@ fn run_macro(
     opts: &Options,
     runner: &Path,
     allocators: &[Allocator],
-    workloads: &[(&Workload, Vec<String>)],
+    workloads: &[(&Workload, Vec<Result<Invocation, String>>)],
     out_dir: &Path,
     failures: &mut Vec<(String, String, String)>,
 ) -> Result<Table, String> {
     // A hang must not stall the whole run; healthy runs take seconds.
     let timeout_s: u64 = if opts.quick { 60 } else { 180 };
-    let baseline = allocators
-        .iter()
-        .position(|a| a.name == MIMALLOC)
-        .or_else(|| allocators.iter().position(|a| a.name == "glibc"))
-        .unwrap_or(0);
     let total = workloads.len() * opts.reps * allocators.len();
     let mut done = 0;
     let mut tsv = String::from(
         "workload\tallocator\trep\twall_s\tmaxrss_kb\tuser_s\tsys_s\tminflt\tstatus\n",
     );
     let mut rows = Vec::new();
-    for (wi, (w, argv)) in workloads.iter().enumerate() {
+    for (wi, (w, invocations)) in workloads.iter().enumerate() {
+        let shown = invocations
+            .iter()
+            .flatten()
+            .next()
+            .map(|i| display_argv(&cmd::root(), &i.argv))
+            .unwrap_or_default();
         progress(&format!(
-            "workload {}/{}: {} ({})",
+            "workload {}/{}: {} ({shown})",
             wi + 1,
             workloads.len(),
             w.name,
-            display_argv(&cmd::root(), argv)
         ));
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); allocators.len()];
-        let mut failed: Vec<Option<String>> = allocators
+        let mut failed: Vec<Option<String>> = invocations
             .iter()
-            .map(|a| match &a.load {
-                Load::Broken(e) => Some(e.clone()),
-                _ => None,
-            })
+            .map(|i| i.as_ref().err().cloned())
             .collect();
         for rep in 1..=opts.reps {
             for (ai, a) in allocators.iter().enumerate() {
@@ -751,19 +566,20 @@ fn run_macro(
                 if failed[ai].is_some() {
                     continue;
                 }
+                let Ok(inv) = &invocations[ai] else { continue };
                 let head = format!(
-                    "[{done:>3}/{total}] {:<13} rep {rep}/{} {:<15}",
+                    "[{done:>3}/{total}] {:<21} rep {rep}/{} {:<14}",
                     w.name, opts.reps, a.name
                 );
                 let mut c = Command::new(runner);
                 c.arg("-t").arg(timeout_s.to_string());
-                if let Load::Preload(so) = &a.load {
+                if let Some(so) = &inv.preload {
                     c.arg("-e").arg(format!("LD_PRELOAD={}", so.display()));
                 }
-                if matches!(w.program, Program::Python(_)) {
-                    c.args(["-e", "PYTHONMALLOC=malloc"]);
+                for (k, v) in &inv.env {
+                    c.arg("-e").arg(format!("{k}={v}"));
                 }
-                c.arg("--").args(argv);
+                c.arg("--").args(&inv.argv);
                 let cap = cmd::capture(&mut c, Duration::from_secs(timeout_s + 30))?;
                 let line = String::from_utf8_lossy(&cap.stdout);
                 let parsed = stats::parse_runner_line(line.trim());
@@ -834,11 +650,20 @@ fn run_macro(
     }
     let tsv_path = out_dir.join("runs.tsv");
     fs::write(&tsv_path, tsv).map_err(|e| format!("{}: {e}", tsv_path.display()))?;
-    Ok(Table {
+    let mut t = Table {
         allocators: allocators.iter().map(|a| a.name.clone()).collect(),
-        baseline,
+        baseline: 0,
         rows,
-    })
+    };
+    // One reference for every ratio: the fastest mimalloc; glibc if none ran.
+    let mimallocs: Vec<usize> = (0..t.allocators.len())
+        .filter(|&c| MIMALLOCS.contains(&t.allocators[c].as_str()))
+        .collect();
+    t.baseline = t
+        .fastest(&mimallocs)
+        .or_else(|| t.allocators.iter().position(|a| a == "glibc"))
+        .unwrap_or(0);
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -866,27 +691,9 @@ mod tests {
         assert!(parse_args(&args("--bogus")).is_err());
         assert!(parse_args(&args("--workloads larson,nope")).is_err());
         assert!(parse_args(&args("--allocators tcmalloc")).is_err());
-        let o = parse_args(&args("--allocators glibc,mimalloc"))
+        let o = parse_args(&args("--allocators glibc,mimalloc-3"))
             .unwrap()
             .unwrap();
-        assert_eq!(o.allocators.unwrap(), ["glibc", "mimalloc"]);
-    }
-
-    #[test]
-    fn every_workload_source_exists() {
-        let dir = cmd::root().join("alloc-bench").join("workloads");
-        for w in WORKLOADS {
-            let f = match w.program {
-                Program::C(stem) => format!("{stem}.c"),
-                Program::Python(s) => s.to_string(),
-            };
-            assert!(dir.join(&f).is_file(), "{f}");
-            assert!(
-                !w.full.is_empty() && w.full.len() == w.quick.len(),
-                "{}",
-                w.name
-            );
-        }
-        assert!(dir.join("runner.c").is_file());
+        assert_eq!(o.allocators.unwrap(), ["glibc", "mimalloc-3"]);
     }
 }

@@ -29,6 +29,32 @@ pub const STATIC_LIBS: &[&str] = &[
 pub struct CTest {
     pub name: String,
     pub bin: PathBuf,
+    /// Environment the program runs with, from its `// env:` line.
+    pub env: Vec<(String, String)>,
+}
+
+/// The `// env: NAME=value NAME=value` line of a test program's source (none: empty), the
+/// environment it must run with (e.g. `PAGEBREAK_GUARDED=1`).
+pub fn env_header(text: &str) -> Result<Vec<(String, String)>, String> {
+    let Some(line) = text.lines().find_map(|l| l.strip_prefix("// env:")) else {
+        return Ok(Vec::new());
+    };
+    line.split_whitespace()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("`// env:` item `{kv}` is not NAME=value")),
+        })
+        .collect()
+}
+
+/// Compiles `src` into `bins` as `<prefix>-<name>` with its `// env:` header read.
+pub fn compile_one(src: &Path, bins: &Path, prefix: &str) -> Result<CTest, String> {
+    let name = src.file_stem().unwrap().to_string_lossy().into_owned();
+    let text = std::fs::read_to_string(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let env = env_header(&text).map_err(|e| format!("{}: {e}", src.display()))?;
+    let bin = bins.join(format!("{prefix}-{name}"));
+    cc(src, &bin, &["-ldl"])?;
+    Ok(CTest { name, bin, env })
 }
 
 /// Where compiled tests and programs go.
@@ -78,18 +104,33 @@ pub fn compile_all(bins: &Path) -> Result<Vec<CTest>, String> {
     let srcs = c_sources(&dir, "C tests")?;
     let mut tests = Vec::new();
     for src in srcs {
-        let name = src.file_stem().unwrap().to_string_lossy().into_owned();
-        let bin = bins.join(format!("c-{name}"));
-        cc(&src, &bin, &["-ldl"])?;
-        tests.push(CTest { name, bin });
+        tests.push(compile_one(&src, bins, "c")?);
     }
     Ok(tests)
 }
 
 /// Runs one compiled program; `preload` None runs it on glibc's malloc.
 pub fn run_bin(bin: &Path, args: &[&str], preload: Option<&Path>) -> Result<(), String> {
+    run_bin_env(bin, args, &[], preload)
+}
+
+/// [`run_bin`] with `env` set (and no other `PAGEBREAK_*` variable of the caller's).
+pub fn run_bin_env(
+    bin: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+    preload: Option<&Path>,
+) -> Result<(), String> {
     let mut c = Command::new(bin);
     c.args(args);
+    if !env.is_empty() {
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("PAGEBREAK_") {
+                c.env_remove(k);
+            }
+        }
+        c.envs(env.iter().map(|(k, v)| (k, v)));
+    }
     match preload {
         Some(so) => c.env("LD_PRELOAD", so),
         None => c.env_remove("LD_PRELOAD"),
@@ -99,8 +140,11 @@ pub fn run_bin(bin: &Path, args: &[&str], preload: Option<&Path>) -> Result<(), 
         Ok(())
     } else {
         Err(format!(
-            "`{}` ({}): {}\n{}",
+            "`{}` ({}{}): {}\n{}",
             cmd::show(&c),
+            env.iter()
+                .map(|(k, v)| format!("{k}={v} "))
+                .collect::<String>(),
             preload.map_or("no preload".into(), |p| format!(
                 "LD_PRELOAD={}",
                 p.display()
@@ -112,7 +156,7 @@ pub fn run_bin(bin: &Path, args: &[&str], preload: Option<&Path>) -> Result<(), 
 }
 
 pub fn run(test: &CTest, preload: Option<&Path>) -> Result<(), String> {
-    run_bin(&test.bin, &[], preload)
+    run_bin_env(&test.bin, &[], &test.env, preload)
 }
 
 /// tests/link/link_check.c linked with libpagebreak.a: malloc must resolve to the executable.

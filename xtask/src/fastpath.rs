@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::bench::peers::{self, MiLine};
 use crate::build::{self, Backend};
 use crate::cmd;
 
@@ -89,6 +90,30 @@ pub fn measure(preload: Option<&Path>) -> Result<(f64, f64), String> {
     Ok((malloc, free))
 }
 
+/// One allocator's counts (malloc, free), or why there are none.
+struct Counted {
+    name: String,
+    counts: Result<(f64, f64), String>,
+    remark: &'static str,
+}
+
+/// The counts side by side: `| allocator | malloc | free | |` in markdown.
+fn table(rows: &[Counted]) -> String {
+    let mut out = String::from("| allocator | malloc | free | |\n| :-- | --: | --: | :-- |\n");
+    for Counted {
+        name,
+        counts,
+        remark,
+    } in rows
+    {
+        match counts {
+            Ok((m, f)) => out += &format!("| {name} | {m:.1} | {f:.1} | {remark} |\n"),
+            Err(e) => out += &format!("| {name} | - | - | not counted: {e} |\n"),
+        }
+    }
+    out
+}
+
 fn read_golden() -> Result<(u64, u64), String> {
     let text = std::fs::read_to_string(golden_path()).map_err(|e| e.to_string())?;
     let get = |key: &str| {
@@ -135,22 +160,130 @@ pub fn check(so: &Path) -> Result<(), String> {
     }
 }
 
-/// `cargo xtask fastpath [--update] [--compare LIB.so ...]`.
+/// Another allocator to count: its library (None: glibc, nothing preloaded), or why
+/// there is none.
+struct Peer {
+    name: &'static str,
+    lib: Result<Option<PathBuf>, String>,
+    remark: &'static str,
+}
+
+/// The other allocators, counted the same way: glibc, Debian's mimalloc and jemalloc when
+/// installed, and mimalloc 2.x, 3.x and snmalloc built from their crates' sources.
+fn others() -> Vec<Peer> {
+    let mut v = vec![Peer {
+        name: "glibc",
+        lib: Ok(None),
+        remark: "",
+    }];
+    for (name, env, stem) in [
+        ("mimalloc-deb", "ALLOC_BENCH_MIMALLOC", "libmimalloc.so"),
+        ("jemalloc", "ALLOC_BENCH_JEMALLOC", "libjemalloc.so"),
+    ] {
+        let lib = peers::find_library(env, stem)
+            .map(Some)
+            .ok_or_else(|| format!("no {stem}* installed"));
+        v.push(Peer {
+            name,
+            lib,
+            remark: "Debian's",
+        });
+    }
+    for (name, line) in [("mimalloc-2", MiLine::V2), ("mimalloc-3", MiLine::V3)] {
+        v.push(Peer {
+            name,
+            lib: peers::mimalloc(line).map(|b| Some(b.so)),
+            remark: "",
+        });
+    }
+    v.push(Peer {
+        name: "snmalloc",
+        lib: peers::snmalloc_for_valgrind().map(|b| Some(b.so)),
+        remark: "built with SNMALLOC_QEMU_WORKAROUND (valgrind cannot reserve its pagemap)",
+    });
+    v
+}
+
+/// `cargo xtask fastpath [--update] [--no-peers] [--compare LIB.so ...]`.
 pub fn main(args: &[String]) -> Result<(), String> {
     let update = args.iter().any(|a| a == "--update");
     let built = build::build(Backend::Mmap, true, false)?;
     let (malloc, free) = measure(Some(&built.so))?;
     println!("pagebreak (mmap): malloc {malloc:.1}, free {free:.1} instructions per call");
-    let mut rest = args.iter().skip_while(|a| *a != "--compare").skip(1);
+    let mut rows = vec![Counted {
+        name: "pagebreak-mmap".into(),
+        counts: Ok((malloc, free)),
+        remark: "",
+    }];
+    if !args.iter().any(|a| a == "--no-peers") {
+        for p in others() {
+            let counts = p.lib.and_then(|l| measure(l.as_deref()));
+            if let Ok((m, f)) = &counts {
+                println!(
+                    "{}: malloc {m:.1}, free {f:.1} instructions per call",
+                    p.name
+                );
+            }
+            rows.push(Counted {
+                name: p.name.into(),
+                counts,
+                remark: p.remark,
+            });
+        }
+    }
+    let mut rest = args
+        .iter()
+        .skip_while(|a| *a != "--compare")
+        .skip(1)
+        .filter(|a| !a.starts_with("--"));
     for lib in rest.by_ref() {
         let (m, f) = measure(Some(Path::new(lib)))?;
         println!("{lib}: malloc {m:.1}, free {f:.1} instructions per call");
+        rows.push(Counted {
+            name: lib.clone(),
+            counts: Ok((m, f)),
+            remark: "",
+        });
     }
+    println!("\n{}", table(&rows));
     if update {
         write_golden(malloc.round() as u64, free.round() as u64)?;
         println!("updated {}", golden_path().display());
         Ok(())
     } else {
         check(&built.so)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counted;
+
+    #[test]
+    fn the_table_lists_counts_and_reasons() {
+        let row = |name: &str, counts, remark| Counted {
+            name: name.into(),
+            counts,
+            remark,
+        };
+        let rows = [
+            row("pagebreak-mmap", Ok((30.0, 59.04)), ""),
+            row("snmalloc", Ok((16.0, 21.0)), "valgrind build"),
+            row(
+                "jemalloc",
+                Err("no libjemalloc.so* installed".into()),
+                "Debian's",
+            ),
+        ];
+        let t = super::table(&rows);
+        assert!(t.contains("| pagebreak-mmap | 30.0 | 59.0 |  |"), "{t}");
+        assert!(
+            t.contains("| snmalloc | 16.0 | 21.0 | valgrind build |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| jemalloc | - | - | not counted: no libjemalloc.so* installed |"),
+            "{t}"
+        );
     }
 }

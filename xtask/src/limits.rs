@@ -1,5 +1,6 @@
 //! The limits tests in tests/limits: address-space limits, RSS after frees, the number of
-//! mappings. Each is a C program run with the library preloaded, expected to exit 0.
+//! mappings. Each is a C program run with the library preloaded (and the environment of its
+//! `// env:` line), expected to exit 0.
 
 use crate::build;
 use crate::cmd;
@@ -19,10 +20,7 @@ pub fn compile_all(bins: &Path) -> Result<Vec<CTest>, String> {
     let srcs = ctests::c_sources(&dir, "limits tests")?;
     let mut tests = Vec::new();
     for src in srcs {
-        let name = src.file_stem().unwrap().to_string_lossy().into_owned();
-        let bin = bins.join(format!("limits-{name}"));
-        ctests::cc(&src, &bin, &["-ldl"])?;
-        tests.push(CTest { name, bin });
+        tests.push(ctests::compile_one(&src, bins, "limits")?);
     }
     Ok(tests)
 }

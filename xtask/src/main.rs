@@ -11,6 +11,8 @@ mod heapmap;
 mod install;
 mod limits;
 mod misuse;
+mod profile;
+mod proftests;
 mod programs;
 mod run;
 mod test;
@@ -40,12 +42,18 @@ commands:
         `install` used through pkg-config
   heapmap [--backend mmap|brk] -- PROGRAM ARGS...
         run PROGRAM preloaded; draw its heap at exit to target/pagebreak-heapmap.svg
+  profile [--backend mmap|brk] [--interval BYTES] [--alloc_space] [-o DIR] -- PROGRAM ARGS...
+        run PROGRAM preloaded with heap profiling on; write a flame graph (SVG) and a
+        pprof profile of it with pagebreak-prof, print the top list and both paths
   misuse [--backend mmap|brk] [NAME...]
         only the deliberate-misuse programs in tests/misuse (each must abort with its report)
   limits [--backend mmap|brk|glibc] [NAME...]
         only the limits tests in tests/limits (RLIMIT_AS, RSS after frees, mappings)
-  fastpath [--update] [--compare LIB.so...]
-        count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt
+  proftest [--backend mmap|brk]
+        only the heap-profile tests in tests/profile (PAGEBREAK_PROFILE on)
+  fastpath [--update] [--no-peers] [--compare LIB.so...]
+        count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt,
+        and the other allocators' (glibc, mimalloc 2.0.9/2.x/3.x, jemalloc, snmalloc)
   bench ...
         benchmarks (see `cargo xtask bench --help`)
 ";
@@ -66,10 +74,12 @@ fn main() {
         "fastpath" => fastpath::main(rest),
         "misuse" => misuse::main(rest),
         "limits" => limits::main(rest),
+        "proftest" => proftests::main(rest),
         "install" => install::main(rest),
         "exports" => abi::main(rest),
         "link" => abi::link_main(rest),
         "heapmap" => heapmap::main(rest),
+        "profile" => profile::main(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -7,6 +7,16 @@
 //! `// expect: free(): double free of` (the line up to the pointer) and
 //! `// pointer: exact` or `// pointer: near` (the report names the same 4 MiB segment, e.g.
 //! the page holding a damaged link).
+//!
+//! Guarded-block programs add:
+//! * `// env: PAGEBREAK_GUARDED=1` (the environment to run with);
+//! * `// rest: : 16 bytes into the freed 24-byte block at {block}`: the first line goes on
+//!   after the pointer with this text, `{block}` standing for the first pointer the program
+//!   printed (the block; the last one printed is the misused address);
+//! * `// stacks: allocated at | freed at`: the report's first line is followed by exactly
+//!   these sections, in order, each `pagebreak: <title>:` and one or more frame lines
+//!   `pagebreak:   #N 0x<16 hex digits> <module>+0x<hex>`, at least one of them in the
+//!   program itself (`misuse-<name>+0x...`). `faulting instruction` has exactly one frame.
 
 use crate::build::{self, Backend};
 use crate::cmd;
@@ -31,6 +41,13 @@ pub struct Case {
     expect: String,
     /// The reported pointer need only be in the printed pointer's segment.
     near: bool,
+    /// Environment to run with (`// env:`).
+    env: Vec<(String, String)>,
+    /// Text after the pointer on the report's first line (`// rest:`), `{block}` standing
+    /// for the first pointer printed.
+    rest: String,
+    /// Stack sections that follow the first line (`// stacks:`), by title.
+    stacks: Vec<String>,
 }
 
 fn misuse_dir() -> PathBuf {
@@ -66,6 +83,16 @@ pub fn compile_all(bins: &Path) -> Result<Vec<Case>, String> {
         let name = src.file_stem().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&src).map_err(|e| format!("{}: {e}", src.display()))?;
         let (expect, near) = parse_header(&text).map_err(|e| format!("{}: {e}", src.display()))?;
+        let env = ctests::env_header(&text).map_err(|e| format!("{}: {e}", src.display()))?;
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim_end().to_string())
+        };
+        let rest = field("// rest: ").unwrap_or_default();
+        let stacks = field("// stacks:")
+            .map(|v| v.split('|').map(|t| t.trim().to_string()).collect())
+            .unwrap_or_default();
         let bin = bins.join(format!("misuse-{name}"));
         ctests::cc(&src, &bin, &["-ldl"])?;
         cases.push(Case {
@@ -73,6 +100,9 @@ pub fn compile_all(bins: &Path) -> Result<Vec<Case>, String> {
             bin,
             expect,
             near,
+            env,
+            rest,
+            stacks,
         });
     }
     Ok(cases)
@@ -95,25 +125,33 @@ fn parse_ptr(s: &str) -> Option<usize> {
 
 /// Checks the report of a finished run of `case`; `stdout` holds the misused pointer.
 fn check_report(case: &Case, stdout: &str, stderr: &str) -> Result<(), String> {
-    let printed = stdout
+    let pointers: Vec<&str> = stdout
         .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .and_then(|l| parse_ptr(l.trim()))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let printed = pointers
+        .last()
+        .and_then(|l| parse_ptr(l))
         .ok_or_else(|| format!("no pointer on stdout: {stdout:?}"))?;
     let lines: Vec<&str> = stderr.lines().collect();
-    let [line] = lines[..] else {
+    if case.stacks.is_empty() && lines.len() != 1 {
         return Err(format!(
             "stderr has {} lines, expected one report:\n{}",
             lines.len(),
             cmd::tail(stderr.as_bytes(), 10)
         ));
+    }
+    let Some(&line) = lines.first() else {
+        return Err("stderr is empty, expected a report".into());
     };
+    let rest = case.rest.replace("{block}", pointers[0]);
     let prefix = format!("pagebreak: {} ", case.expect);
     let reported = line
         .strip_prefix(&prefix)
+        .and_then(|l| l.strip_suffix(rest.as_str()))
         .and_then(parse_ptr)
-        .ok_or_else(|| format!("report {line:?}, expected \"{prefix}0x{printed:x}\""))?;
+        .ok_or_else(|| format!("report {line:?}, expected \"{prefix}0x{printed:x}{rest}\""))?;
     let same = if case.near {
         reported >> SEGMENT_SHIFT == printed >> SEGMENT_SHIFT
     } else {
@@ -128,6 +166,64 @@ fn check_report(case: &Case, stdout: &str, stderr: &str) -> Result<(), String> {
                 ""
             }
         ));
+    }
+    check_stacks(case, &lines[1..])
+}
+
+/// The stack sections after the first line: exactly `case.stacks`, in order.
+fn check_stacks(case: &Case, mut lines: &[&str]) -> Result<(), String> {
+    let program = format!(" misuse-{}+0x", case.name);
+    for title in &case.stacks {
+        let head = format!("pagebreak: {title}:");
+        match lines.first() {
+            Some(l) if *l == head => lines = &lines[1..],
+            other => return Err(format!("expected {head:?}, found {other:?}")),
+        }
+        let frames = lines
+            .iter()
+            .take_while(|l| l.starts_with("pagebreak:   #"))
+            .count();
+        if frames == 0 {
+            return Err(format!("no frames under {head:?}"));
+        }
+        for (i, frame) in lines[..frames].iter().enumerate() {
+            check_frame(frame, i)?;
+        }
+        if !lines[..frames].iter().any(|l| l.contains(&program)) {
+            return Err(format!(
+                "no frame of the program ({program:?}) under {head:?}"
+            ));
+        }
+        if title == "faulting instruction" && frames != 1 {
+            return Err(format!("{frames} frames under {head:?}, expected one"));
+        }
+        lines = &lines[frames..];
+    }
+    match lines.first() {
+        None => Ok(()),
+        Some(l) => Err(format!("unexpected line after the report: {l:?}")),
+    }
+}
+
+/// `pagebreak:   #i 0x<16 hex> [module+0x<hex>]`.
+fn check_frame(line: &str, i: usize) -> Result<(), String> {
+    let bad = || format!("frame line {line:?} (frame #{i})");
+    let rest = line
+        .strip_prefix(&format!("pagebreak:   #{i} 0x"))
+        .ok_or_else(bad)?;
+    let (addr, module) = rest.split_at(16.min(rest.len()));
+    if addr.len() != 16 || !addr.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    if module.is_empty() {
+        return Ok(());
+    }
+    let (name, offset) = module
+        .strip_prefix(' ')
+        .and_then(|m| m.rsplit_once("+0x"))
+        .ok_or_else(bad)?;
+    if name.is_empty() || offset.is_empty() || !offset.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
     }
     Ok(())
 }
@@ -147,6 +243,7 @@ pub fn run(case: &Case, so: &Path) -> Result<(), String> {
             c.env_remove(k);
         }
     }
+    c.envs(case.env.iter().map(|(k, v)| (k, v)));
     let r = cmd::capture(&mut c, TIMEOUT)?;
     let stdout = String::from_utf8_lossy(&r.stdout);
     let stderr = String::from_utf8_lossy(&r.stderr);
@@ -161,9 +258,13 @@ pub fn run(case: &Case, so: &Path) -> Result<(), String> {
     };
     result.map_err(|e| {
         format!(
-            "{e}\n  expected: pagebreak: {} 0x...\n  `{}` with LD_PRELOAD={}\n  stdout:\n{}  stderr:\n{}",
+            "{e}\n  expected: pagebreak: {} 0x...\n  `{}` with {}LD_PRELOAD={}\n  stdout:\n{}  stderr:\n{}",
             case.expect,
             case.bin.display(),
+            case.env
+                .iter()
+                .map(|(k, v)| format!("{k}={v} "))
+                .collect::<String>(),
             so.display(),
             cmd::tail(&r.stdout, 5),
             cmd::tail(&r.stderr, 10)
@@ -235,7 +336,43 @@ mod tests {
             bin: PathBuf::new(),
             expect: expect.into(),
             near,
+            env: Vec::new(),
+            rest: String::new(),
+            stacks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn guarded_reports() {
+        let mut c = case("use-after-free write at", false);
+        c.rest = ": 16 bytes into the freed 24-byte block at {block}".into();
+        c.stacks = vec!["allocated at".into(), "freed at".into()];
+        let stdout = "0x7f00\n0x7f10\n";
+        let frames = "pagebreak:   #0 0x000055d5c0a011a9 misuse-t+0x11a9\n\
+                      pagebreak:   #1 0x00007f0000000001 libc.so.6+0x2724a\n";
+        let first = "pagebreak: use-after-free write at 0x7f10: 16 bytes into the freed \
+                     24-byte block at 0x7f00\n";
+        let good =
+            format!("{first}pagebreak: allocated at:\n{frames}pagebreak: freed at:\n{frames}");
+        assert_eq!(check_report(&c, stdout, &good), Ok(()));
+        // The block named wrong, a section missing, a frame outside the program, a stray line.
+        let wrong_block = good.replace("block at 0x7f00", "block at 0x7f20");
+        assert!(check_report(&c, stdout, &wrong_block).is_err());
+        let no_free = format!("{first}pagebreak: allocated at:\n{frames}");
+        assert!(check_report(&c, stdout, &no_free).is_err());
+        let foreign = good.replace("misuse-t+0x11a9", "libc.so.6+0x11a9");
+        assert!(check_report(&c, stdout, &foreign).is_err());
+        assert!(check_report(&c, stdout, &format!("{good}extra\n")).is_err());
+        let bad_frame = good.replace("#1 0x00007f0000000001", "#1 0x7f01");
+        assert!(check_report(&c, stdout, &bad_frame).is_err());
+        // One-line cases still want exactly one line.
+        let one = case("free(): double free of", false);
+        assert!(check_report(
+            &one,
+            "0x7f10\n",
+            &format!("pagebreak: free(): double free of 0x7f10\n{frames}")
+        )
+        .is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! failure (unless `--keep-going`), ending with `N passed, N failed`.
 
 use crate::build::{self, Backend};
-use crate::{cmd, cpp, ctests, limits, misuse, programs};
+use crate::{cmd, cpp, ctests, limits, misuse, proftests, programs};
 use std::process::Command;
 use std::time::Instant;
 
@@ -141,6 +141,7 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
     let misuse_cases = misuse::compile(t, &bins)?;
     let limits_tests = limits::compile(t, &bins)?;
     let cpp_tests = cpp::compile(t, &bins)?;
+    let profile_tests = proftests::compile(t, &bins)?;
 
     let mut libs = Vec::new();
     for backend in Backend::ALL {
@@ -180,6 +181,7 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         cpp::check_all(t, &cpp_tests, &built, backend, &bins)?;
         misuse::check_all(t, &misuse_cases, &built.so, name)?;
         limits::check_all(t, &limits_tests, Some(&built.so), name)?;
+        proftests::check_all(t, &profile_tests, &built.so, name)?;
         libs.push((backend, built));
     }
 

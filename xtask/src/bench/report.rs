@@ -222,6 +222,35 @@ pub fn md_pagebreak_vs(t: &Table) -> Option<String> {
     Some(out)
 }
 
+/// pagebreak-mmap's wall time divided by each other allocator's, workload by workload:
+/// where it stands against each peer, not only against the reference.
+pub fn md_pagebreak_per_workload(t: &Table) -> Option<String> {
+    let ours = t.allocators.iter().position(|a| a == "pagebreak-mmap")?;
+    let theirs: Vec<usize> = (0..t.allocators.len())
+        .filter(|&c| !t.allocators[c].starts_with("pagebreak"))
+        .collect();
+    if theirs.is_empty() {
+        return None;
+    }
+    let mut h = vec!["workload".to_string()];
+    h.extend(theirs.iter().map(|&c| format!("÷ {}", t.allocators[c])));
+    let mut out = md_row(&h);
+    let mut sep = vec![":--".to_string()];
+    sep.extend(theirs.iter().map(|_| "--:".to_string()));
+    out += &md_row(&sep);
+    for row in &t.rows {
+        let mut line = vec![row.workload.clone()];
+        line.extend(theirs.iter().map(|&c| {
+            match (row.cells[ours].summary(), row.cells[c].summary()) {
+                (Some(p), Some(o)) if o.time_s > 0.0 => fmt_ratio(p.time_s / o.time_s),
+                _ => "-".into(),
+            }
+        }));
+        out += &md_row(&line);
+    }
+    Some(out)
+}
+
 /// The same as [`md_pagebreak_vs`], as lines for the terminal.
 pub fn text_pagebreak_vs(t: &Table) -> String {
     let mut out = String::new();
@@ -445,11 +474,21 @@ pub fn markdown(
             o,
             "Median of {} repetitions, run interleaved (every allocator once, then again) so \
              drift of the machine hits all alike. Time is wall-clock; peak RSS is the child's \
-             `ru_maxrss`. In parentheses: the ratio to {base} (below 1 is better). The geomean \
-             row is the geometric mean of those ratios over the workloads that ran.\n",
-            info.reps
+             `ru_maxrss`. In parentheses: the ratio to **{base}**, {} (below 1 is better). \
+             The geomean row is the geometric mean of those ratios over the workloads that \
+             ran.\n",
+            info.reps,
+            super::REFERENCE
         );
         o += &md_macro_table(t);
+        if let Some(per) = md_pagebreak_per_workload(t) {
+            let _ = writeln!(
+                o,
+                "\npagebreak-mmap's time divided by each other allocator's, per workload (below \
+                 1: pagebreak-mmap is faster):\n"
+            );
+            o += &per;
+        }
         if let Some(vs) = md_pagebreak_vs(t) {
             let _ = writeln!(
                 o,
@@ -485,15 +524,17 @@ pub fn markdown(
                 o,
                 "\n## Micro-benchmarks (criterion, through `GlobalAlloc`)\n"
             );
-            let base = if micro_allocators.iter().any(|a| a == "mimalloc") {
-                "mimalloc"
+            let base = if micro_allocators.iter().any(|a| a == "mimalloc-3") {
+                "mimalloc-3"
             } else {
                 micro_allocators.first().map_or("mimalloc", |s| s.as_str())
             };
             let _ = writeln!(
                 o,
                 "Median time per iteration of {base}, and each allocator's median as a ratio \
-                 to it (below 1 is better). Source: `alloc-bench/benches/micro.rs`; raw \
+                 to it (below 1 is better). Every allocator is linked into one process through \
+                 its crate, so only one mimalloc can be (two clash by symbol name): the \
+                 `mimalloc` crate's default, 3.x. Source: `alloc-bench/benches/micro.rs`; raw \
                  numbers in `target/criterion`.\n"
             );
             o += &md_micro_table(mt, micro_allocators, base);
@@ -603,6 +644,10 @@ mod tests {
             "| geomean of | ÷ mimalloc |",
             "| pagebreak-mmap time | 2.00x (1/2) |",
             "| pagebreak-mmap peak RSS | 2.00x (1/2) |",
+            "the ratio to **mimalloc**, the fastest mimalloc of this run",
+            "| workload | ÷ mimalloc |",
+            "| larson | 2.00x |",
+            "| large | - |",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in\n{md}");
         }

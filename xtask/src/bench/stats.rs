@@ -158,6 +158,45 @@ impl Table {
     }
 }
 
+impl Table {
+    /// The fastest of the columns `candidates` by the geometric mean of their wall times
+    /// over the workloads all of them finished (the same workloads for each, so the means
+    /// compare). Without such a workload, the one that finished the most workloads.
+    pub fn fastest(&self, candidates: &[usize]) -> Option<usize> {
+        let common: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| candidates.iter().all(|&c| r.cells[c].summary().is_some()))
+            .collect();
+        if common.is_empty() {
+            return candidates
+                .iter()
+                .copied()
+                .filter(|&c| self.rows.iter().any(|r| r.cells[c].summary().is_some()))
+                .max_by_key(|&c| {
+                    let n = self
+                        .rows
+                        .iter()
+                        .filter(|r| r.cells[c].summary().is_some())
+                        .count();
+                    // max_by_key keeps the last of equals; the negated index keeps the first.
+                    (n, std::cmp::Reverse(c))
+                });
+        }
+        let mean = |c: usize| {
+            let times: Vec<f64> = common
+                .iter()
+                .filter_map(|r| r.cells[c].summary().map(|s| s.time_s))
+                .collect();
+            geomean(&times).unwrap_or(f64::INFINITY)
+        };
+        candidates
+            .iter()
+            .copied()
+            .min_by(|&a, &b| mean(a).total_cmp(&mean(b)))
+    }
+}
+
 pub fn median(xs: &[f64]) -> Option<f64> {
     if xs.is_empty() {
         return None;
@@ -275,6 +314,57 @@ pub(super) mod tests {
         let (g, n) = t.geomean_vs(1, 0, Metric::Rss);
         assert!(close(g.unwrap(), 2.0));
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn the_reference_is_the_fastest_candidate_on_common_workloads() {
+        let row = |name: &str, cells: Vec<Cell>| Row {
+            workload: name.into(),
+            cells,
+        };
+        // Columns: pagebreak, mimalloc-a, mimalloc-b.
+        let mut t = Table {
+            allocators: vec!["pb".into(), "mi-a".into(), "mi-b".into()],
+            baseline: 0,
+            rows: vec![
+                // b is 2x faster here, a 1.5x faster on the next: b wins on the geomean.
+                row(
+                    "w1",
+                    vec![summary(1.0, 1.0), summary(4.0, 1.0), summary(2.0, 1.0)],
+                ),
+                row(
+                    "w2",
+                    vec![summary(1.0, 1.0), summary(2.0, 1.0), summary(3.0, 1.0)],
+                ),
+                // a failed here: the row does not count, however fast b was.
+                row(
+                    "w3",
+                    vec![
+                        summary(1.0, 1.0),
+                        Cell::Failed("x".into()),
+                        summary(100.0, 1.0),
+                    ],
+                ),
+            ],
+        };
+        assert_eq!(t.fastest(&[1, 2]), Some(2));
+        // pagebreak is not a candidate, however fast it is.
+        assert_eq!(t.fastest(&[1]), Some(1));
+        assert_eq!(t.fastest(&[]), None);
+        // Make a twice as fast on w2: now 4*1 < 2*3, a wins.
+        t.rows[1].cells[1] = summary(1.0, 1.0);
+        assert_eq!(t.fastest(&[1, 2]), Some(1));
+        // No workload both finished: the one that finished more.
+        for r in &mut t.rows[..2] {
+            r.cells[2] = Cell::Failed("x".into());
+        }
+        t.rows[2].cells[1] = Cell::Failed("x".into());
+        assert_eq!(t.fastest(&[1, 2]), Some(1));
+        // Nobody finished anything.
+        t.rows[0].cells[1] = Cell::Failed("x".into());
+        t.rows[1].cells[1] = Cell::Failed("x".into());
+        t.rows[2].cells[2] = Cell::Failed("x".into());
+        assert_eq!(t.fastest(&[1, 2]), None);
     }
 
     #[test]

@@ -23,8 +23,11 @@ fn colour(name: &str, i: usize) -> &'static str {
         "pagebreak-mmap" => "#d62728",
         "pagebreak-brk" => "#ff7f0e",
         "glibc" => "#7f7f7f",
-        "mimalloc" => "#1f77b4",
+        "mimalloc-deb" => "#aec7e8",
+        "mimalloc-2" => "#6baed6",
+        "mimalloc-3" => "#1f77b4",
         "jemalloc" => "#2ca02c",
+        "snmalloc" => "#9467bd",
         _ => ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"][i % 5],
     }
 }
@@ -93,7 +96,17 @@ fn range(groups: &[(String, Vec<Bar>)]) -> (i32, i32) {
 pub fn chart(t: &Table, title: &str, subtitle: &str) -> String {
     let n = t.allocators.len().max(1);
     let ngroups = t.rows.len() + 1;
-    let width = (LEFT + RIGHT + ngroups as f64 * (n as f64 * BAR_W + GROUP_GAP)).max(640.0);
+    // Legend: one swatch per allocator, centred; the chart is at least as wide as it, and
+    // as the title (about 8.5 px a character in bold 15 px).
+    let item_w: Vec<f64> = t
+        .allocators
+        .iter()
+        .map(|a| 22.0 + 7.0 * a.chars().count() as f64 + 18.0)
+        .collect();
+    let width = (LEFT + RIGHT + ngroups as f64 * (n as f64 * BAR_W + GROUP_GAP))
+        .max(640.0)
+        .max(item_w.iter().sum::<f64>() + 20.0)
+        .max(8.5 * title.chars().count() as f64 + 20.0);
     // Groups share out the width (a run with few workloads still fills the chart).
     let group_w = (width - LEFT - RIGHT) / ngroups as f64;
     let panel_h = PLOT_H + PANEL_EXTRA;
@@ -113,12 +126,6 @@ pub fn chart(t: &Table, title: &str, subtitle: &str) -> String {
         width / 2.0,
         esc(subtitle)
     );
-    // Legend: one swatch per allocator, centred.
-    let item_w: Vec<f64> = t
-        .allocators
-        .iter()
-        .map(|a| 22.0 + 7.0 * a.chars().count() as f64 + 18.0)
-        .collect();
     let mut x = (width - item_w.iter().sum::<f64>()) / 2.0;
     for (i, a) in t.allocators.iter().enumerate() {
         let _ = writeln!(
