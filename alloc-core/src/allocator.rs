@@ -5,10 +5,13 @@
 use core::ptr::{self, addr_of_mut};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crossbeam_utils::CachePadded;
+
 use crate::checks::{report, Call, Misuse, MisuseKind};
 use crate::guarded::GuardedPool;
 use crate::heap::{bump, Heap};
-use crate::page::{Block, Page, DELAY_FREEING, DELAY_MASK, DELAY_NO, DELAY_USE};
+use crate::page::{Block, Page};
+use crate::protocol::{delayed, ownership, thread_free};
 use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
 use crate::segment_map::{
     is_pages, slot_shift, SegmentMap, GUARDED, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K,
@@ -66,12 +69,16 @@ pub struct Allocator<S: PageSource> {
     pub(crate) map: SegmentMap,
     secret: AtomicUsize,
     purge_delay: AtomicU64,
-    pool: SpinLock<HeapPool>,
-    abandoned: SpinLock<Abandoned>,
-    abandoned_count: AtomicUsize,
-    cache: SpinLock<SpanCache>,
+    // Each lock on its own cache line (CachePadded: 128 bytes on x86-64, where the adjacent-
+    // line prefetcher pairs lines): threads queueing for one do not slow the holder of another.
+    pool: CachePadded<SpinLock<HeapPool>>,
+    abandoned: CachePadded<SpinLock<Abandoned>>,
+    /// Read on every malloc slow path; written when a thread exits or adopts.
+    abandoned_count: CachePadded<AtomicUsize>,
+    cache: CachePadded<SpinLock<SpanCache>>,
     cache_deadline: AtomicU64,
-    counters: Counters,
+    /// Written on every segment and huge-block event, from any thread.
+    counters: CachePadded<Counters>,
     pub(crate) sampling: crate::sampling::Sampling,
     /// Sampled blocks on guarded pages (off unless enabled).
     pub(crate) guarded: GuardedPool,
@@ -86,17 +93,17 @@ impl<S: PageSource> Allocator<S> {
             map: SegmentMap::new(),
             secret: AtomicUsize::new(0),
             purge_delay: AtomicU64::new(DEFAULT_PURGE_DELAY_MS),
-            pool: SpinLock::new(HeapPool {
+            pool: CachePadded::new(SpinLock::new(HeapPool {
                 free: ptr::null_mut(),
                 all: ptr::null_mut(),
-            }),
-            abandoned: SpinLock::new(Abandoned {
+            })),
+            abandoned: CachePadded::new(SpinLock::new(Abandoned {
                 head: ptr::null_mut(),
-            }),
-            abandoned_count: AtomicUsize::new(0),
-            cache: SpinLock::new(SpanCache::new()),
+            })),
+            abandoned_count: CachePadded::new(AtomicUsize::new(0)),
+            cache: CachePadded::new(SpinLock::new(SpanCache::new())),
             cache_deadline: AtomicU64::new(u64::MAX),
-            counters: Counters {
+            counters: CachePadded::new(Counters {
                 reserved: AtomicUsize::new(0),
                 peak_reserved: AtomicUsize::new(0),
                 segments: AtomicUsize::new(0),
@@ -106,7 +113,7 @@ impl<S: PageSource> Allocator<S> {
                 purged_bytes: AtomicUsize::new(0),
                 orphan_class_live: [const { AtomicUsize::new(0) }; NUM_CLASSES],
                 heaps: AtomicUsize::new(0),
-            },
+            }),
             sampling: crate::sampling::Sampling::new(),
             guarded: GuardedPool::new(),
         }
@@ -154,7 +161,7 @@ impl<S: PageSource> Allocator<S> {
     /// returned to the source: a program that creates thousands of threads reuses a few.
     pub fn new_heap(&self) -> *mut Heap {
         let secret = self.secret();
-        let mut pool = self.pool.lock();
+        let mut pool = self.pool.lock(&self.source);
         while pool.free.is_null() {
             // Carve 16 more heaps from a fresh span, asking the source with no lock held.
             drop(pool);
@@ -164,7 +171,7 @@ impl<S: PageSource> Allocator<S> {
                 return ptr::null_mut();
             };
             self.add_reserved(size);
-            pool = self.pool.lock();
+            pool = self.pool.lock(&self.source);
             let count = size / core::mem::size_of::<Heap>();
             for i in 0..count {
                 // SAFETY: heap i lies inside the fresh span, properly aligned (Heap's
@@ -205,8 +212,12 @@ impl<S: PageSource> Allocator<S> {
     pub fn new_arena_heap(&self) -> *mut Heap {
         let heap = self.new_heap();
         if !heap.is_null() {
-            // SAFETY: a fresh heap, ours alone.
-            unsafe { (*heap).arena = true };
+            // SAFETY: a fresh heap, ours alone. Not sampled: a sampled block lives outside
+            // the arena's segments, and destroying the arena would not free it.
+            unsafe {
+                (*heap).arena = true;
+                (*heap).sampler = crate::sampling::Sampler::OFF;
+            }
         }
         heap
     }
@@ -223,7 +234,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             let h = &mut *heap;
             loop {
-                let hdr = h.huge_pop();
+                let hdr = h.huge_pop(&self.source);
                 if hdr.is_null() {
                     break;
                 }
@@ -236,7 +247,7 @@ impl<S: PageSource> Allocator<S> {
             h.discard_all(self);
             h.live = false;
             h.arena = false;
-            let mut pool = self.pool.lock();
+            let mut pool = self.pool.lock(&self.source);
             h.pool_next = pool.free;
             pool.free = heap;
         }
@@ -256,7 +267,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             (*heap).abandon(self);
             (*heap).live = false;
-            let mut pool = self.pool.lock();
+            let mut pool = self.pool.lock(&self.source);
             (*heap).pool_next = pool.free;
             pool.free = heap;
         }
@@ -489,7 +500,7 @@ impl<S: PageSource> Allocator<S> {
             if (*block).canary == canary {
                 self.report(call, MisuseKind::DoubleFree, p as usize);
             }
-            if (*page).heap.load(Ordering::Relaxed) == heap as usize {
+            if ownership::is_owner(&(*page).heap, heap as usize) {
                 (*heap).free_local(self, page, block, canary);
             } else {
                 self.free_remote(heap, page, block);
@@ -527,44 +538,17 @@ impl<S: PageSource> Allocator<S> {
         // live while any block of it is.
         unsafe {
             (*block).canary = Page::raw_canary(page, block as usize);
-            let mut current = (*page).thread_free.load(Ordering::Relaxed);
-            let notify = loop {
-                let state = current & DELAY_MASK;
-                let (new, notify) = if state == DELAY_USE {
-                    ((current & !DELAY_MASK) | DELAY_FREEING, true)
-                } else {
-                    (*block).next = Page::raw_encode(page, current & !DELAY_MASK);
-                    ((block as usize) | state, false)
-                };
-                match (*page).thread_free.compare_exchange_weak(
-                    current,
-                    new,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break notify,
-                    Err(seen) => current = seen,
-                }
-            };
+            let thread_free = &(*page).thread_free;
+            let notify = thread_free::push(thread_free, block as usize, |head| {
+                (*block).next = Page::raw_encode(page, head);
+            });
             if notify {
                 // The owner waits for DELAY_FREEING to clear before it abandons the heap, so
                 // the heap is live here.
-                let owner = (*page).heap.load(Ordering::Acquire) as *mut Heap;
-                let addr = block.expose_provenance();
-                let mut head = (*owner).delayed_free.load(Ordering::Relaxed);
-                loop {
-                    (*block).next = head;
-                    match (*owner).delayed_free.compare_exchange_weak(
-                        head,
-                        Heap::raw_encode_delayed(owner, addr),
-                        Ordering::Release,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => break,
-                        Err(seen) => head = seen,
-                    }
-                }
-                Page::set_delay_from_freeing(page, DELAY_NO);
+                let owner = ownership::owner(&(*page).heap) as *mut Heap;
+                let entry = Heap::raw_encode_delayed(owner, block.expose_provenance());
+                delayed::push(&(*owner).delayed_free, entry, |head| (*block).next = head);
+                thread_free::end_notify(thread_free, thread_free::DELAY_NO);
             }
             if (*heap).is_live() {
                 bump(&(*heap).counters.remote_frees, 1);
@@ -599,7 +583,7 @@ impl<S: PageSource> Allocator<S> {
             }
             let owner = (*hdr).owner as *mut Heap;
             if !owner.is_null() {
-                (*owner).huge_unlink(hdr);
+                (*owner).huge_unlink(&self.source, hdr);
             }
             let _ = heap;
             self.release_huge(hdr);
@@ -621,19 +605,19 @@ impl<S: PageSource> Allocator<S> {
             // An arena's list links the header, which is about to move.
             let owner = (*hdr).owner as *mut Heap;
             if !owner.is_null() {
-                (*owner).huge_unlink(hdr);
+                (*owner).huge_unlink(&self.source, hdr);
             }
             let Some(span) = self
                 .source
                 .remap(hdr.cast(), old_size, new_size, SEGMENT_SIZE)
             else {
                 if !owner.is_null() {
-                    (*owner).huge_link(hdr);
+                    (*owner).huge_link(&self.source, hdr);
                 }
                 return None;
             };
             if !owner.is_null() {
-                (*owner).huge_link(span.ptr.cast());
+                (*owner).huge_link(&self.source, span.ptr.cast());
             }
             if span.ptr != hdr.cast::<u8>() {
                 self.map.clear(hdr as usize);
@@ -863,7 +847,7 @@ impl<S: PageSource> Allocator<S> {
                 ptr::write_bytes(block, 0, size);
             }
             if heap.arena {
-                heap.huge_link(hdr);
+                heap.huge_link(&self.source, hdr);
             }
             self.counters
                 .huge_live_bytes
@@ -887,7 +871,7 @@ impl<S: PageSource> Allocator<S> {
     /// A span from the cache or the source. On failure the cache is emptied back to the
     /// source and the request retried once: cached address space must not cause an ENOMEM.
     pub(crate) fn obtain_span(&self, size: usize, align: usize) -> Option<Span> {
-        let cached = self.cache.lock().take(size, align);
+        let cached = self.cache.lock(&self.source).take(size, align);
         if let Some(span) = cached {
             if span.zeroed {
                 // Purged but for the header page (see `purge_cached`): zero that page too.
@@ -919,7 +903,7 @@ impl<S: PageSource> Allocator<S> {
 
     fn cache_put(&self, ptr: *mut u8, size: usize) {
         let now = self.source.now_ms();
-        let evicted = self.cache.lock().put(ptr, size, now);
+        let evicted = self.cache.lock(&self.source).put(ptr, size, now);
         if let Some((old, old_size)) = evicted {
             self.release_span(old, old_size);
         }
@@ -953,7 +937,7 @@ impl<S: PageSource> Allocator<S> {
     /// Purge the oldest cached spans now if the cache holds more than its resident cap.
     fn shed_cache(&self) {
         let mut work = [const { Work::Release(ptr::null_mut(), 0) }; 8];
-        let n = self.cache.lock().shed(&mut work);
+        let n = self.cache.lock(&self.source).shed(&mut work);
         for item in &work[..n] {
             if let Work::Purge(ptr, size) = *item {
                 // SAFETY: the span is out of the cache and unused.
@@ -963,7 +947,10 @@ impl<S: PageSource> Allocator<S> {
                     .purged_bytes
                     .fetch_add(size, Ordering::Relaxed);
                 let now = self.source.now_ms();
-                let back = self.cache.lock().put_purged(ptr, size, now, zeroed);
+                let back = self
+                    .cache
+                    .lock(&self.source)
+                    .put_purged(ptr, size, now, zeroed);
                 if let Some((p, s)) = back {
                     self.release_span(p, s);
                 }
@@ -988,7 +975,7 @@ impl<S: PageSource> Allocator<S> {
         loop {
             let mut work = [const { Work::Release(ptr::null_mut(), 0) }; 8];
             let n = {
-                let mut cache = self.cache.lock();
+                let mut cache = self.cache.lock(&self.source);
                 let n = cache.expire(now, delay, force, &mut work);
                 if n == 0 {
                     let next = cache.next_deadline(delay);
@@ -1009,7 +996,7 @@ impl<S: PageSource> Allocator<S> {
                         self.counters
                             .purged_bytes
                             .fetch_add(size, Ordering::Relaxed);
-                        let back = self.cache.lock().put_purged(
+                        let back = self.cache.lock(&self.source).put_purged(
                             ptr,
                             size,
                             now.saturating_sub(delay),
@@ -1090,7 +1077,7 @@ impl<S: PageSource> Allocator<S> {
     }
 
     pub(crate) fn push_abandoned(&self, seg: *mut Segment) {
-        let mut list = self.abandoned.lock();
+        let mut list = self.abandoned.lock(&self.source);
         // SAFETY: the segment is unlinked from its heap; only the list holds it now.
         unsafe { (*seg).abandoned_next = list.head };
         list.head = seg;
@@ -1098,7 +1085,7 @@ impl<S: PageSource> Allocator<S> {
     }
 
     pub(crate) fn pop_abandoned(&self) -> *mut Segment {
-        let mut list = self.abandoned.lock();
+        let mut list = self.abandoned.lock(&self.source);
         let seg = list.head;
         if !seg.is_null() {
             // SAFETY: segments on the list are live and owned by the list.
@@ -1142,11 +1129,11 @@ impl<S: PageSource> Allocator<S> {
     /// exist there. Pair with [`after_fork_parent`](Self::after_fork_parent) or
     /// [`after_fork_child`](Self::after_fork_child).
     pub fn before_fork(&self) {
-        self.pool.raw_lock();
-        self.abandoned.raw_lock();
-        self.cache.raw_lock();
-        self.sampling.before_fork();
-        self.guarded.before_fork();
+        self.pool.raw_lock(&self.source);
+        self.abandoned.raw_lock(&self.source);
+        self.cache.raw_lock(&self.source);
+        self.sampling.before_fork(&self.source);
+        self.guarded.before_fork(&self.source);
         self.source.before_fork();
     }
 
@@ -1188,7 +1175,7 @@ impl<S: PageSource> Allocator<S> {
     /// [`view`](crate::view) for what a snapshot of a running program can and cannot promise.
     /// Allocates nothing.
     pub fn visit_segments(&self, f: &mut dyn FnMut(&SegmentView)) {
-        let pool = self.pool.lock();
+        let pool = self.pool.lock(&self.source);
         let mut heap = pool.all;
         // SAFETY: pooled heaps are never freed; segments on their lists are live page
         // segments (a racing owner may unlink one, which stays mapped in the span cache).
@@ -1207,7 +1194,7 @@ impl<S: PageSource> Allocator<S> {
             }
         }
         drop(pool);
-        let list = self.abandoned.lock();
+        let list = self.abandoned.lock(&self.source);
         let mut seg = list.head;
         // SAFETY: abandoned segments are live and only change under this lock.
         unsafe {
@@ -1255,7 +1242,7 @@ impl<S: PageSource> Allocator<S> {
         for (class, counter) in c.orphan_class_live.iter().enumerate() {
             stats.class_live[class] = counter.load(Ordering::Relaxed);
         }
-        let pool = self.pool.lock();
+        let pool = self.pool.lock(&self.source);
         let mut heap = pool.all;
         while !heap.is_null() {
             // SAFETY: pooled heaps are never freed; counters are atomics.
@@ -1282,7 +1269,7 @@ impl<S: PageSource> Allocator<S> {
         stats.purged_bytes = c.purged_bytes.load(Ordering::Relaxed);
         stats.heaps = c.heaps.load(Ordering::Relaxed);
         stats.abandoned_segments = self.abandoned_count.load(Ordering::Relaxed);
-        stats.cached_resident = self.cache.lock().resident;
+        stats.cached_resident = self.cache.lock(&self.source).resident;
         stats
     }
 }
@@ -1311,30 +1298,4 @@ fn corrupt_list(addr: usize) -> ! {
     })
 }
 
-impl Page {
-    /// Leave DELAY_FREEING for `state` (only the remote thread that entered it calls this).
-    ///
-    /// # Safety
-    ///
-    /// `page` points to live page metadata (read field by field: see `raw_canary`).
-    pub(crate) unsafe fn set_delay_from_freeing(page: *const Page, state: usize) {
-        // SAFETY: per the contract; only the atomic field is referenced.
-        let thread_free = unsafe { &(*page).thread_free };
-        let mut current = thread_free.load(Ordering::Relaxed);
-        loop {
-            let new = (current & !DELAY_MASK) | state;
-            match thread_free.compare_exchange_weak(
-                current,
-                new,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(seen) => current = seen,
-            }
-        }
-    }
-}
-
-const _: () = assert!(DELAY_NO == 0 && DELAY_FREEING == 2);
 const _: () = assert!(LARGE_MAX < SEGMENT_SIZE / 2);

@@ -428,6 +428,32 @@ impl GuardedPool {
         let Ok(span) = (unsafe { source.alloc(span_size, SEGMENT_SIZE) }) else {
             return false;
         };
+        // The records first, then the protection. Writing them gives the mapping its anonymous
+        // memory object before part of it becomes inaccessible; Linux then keeps the
+        // protected part's commit accounting (it drops it from a mapping never written), so a
+        // slot protected again after use matches its neighbours and the kernel merges them:
+        // without this, each used slot of a brk-backed pool stayed two extra mappings.
+        let records = span.ptr.cast::<SlotRecord>();
+        // SAFETY: the records and the ring fit in the first `first` bytes (accessible), and
+        // SlotRecord's alignment (8) divides the page-aligned span start.
+        unsafe {
+            for i in 0..config.slots {
+                ptr::write(
+                    records.add(i),
+                    SlotRecord {
+                        state: AtomicU8::new(SLOT_UNUSED),
+                        dirty: AtomicU8::new(!span.zeroed as u8),
+                        block: AtomicUsize::new(0),
+                        requested: AtomicUsize::new(0),
+                        usable: AtomicUsize::new(0),
+                        alloc_len: AtomicUsize::new(0),
+                        free_len: AtomicUsize::new(0),
+                        alloc_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
+                        free_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
+                    },
+                );
+            }
+        }
         // SAFETY: the slots' part of the span is ours and page-aligned.
         let protected = unsafe { source.protect(span.ptr.add(first), span_size - first, false) };
         let mut mapped = protected;
@@ -453,27 +479,10 @@ impl GuardedPool {
             return false;
         }
         let records = span.ptr.cast::<SlotRecord>();
-        // SAFETY: the records and the ring fit in the first `first` bytes (accessible), and
-        // SlotRecord's alignment (8) divides the page-aligned span start.
+        // SAFETY: as above.
         unsafe {
-            for i in 0..config.slots {
-                ptr::write(
-                    records.add(i),
-                    SlotRecord {
-                        state: AtomicU8::new(SLOT_UNUSED),
-                        dirty: AtomicU8::new(!span.zeroed as u8),
-                        block: AtomicUsize::new(0),
-                        requested: AtomicUsize::new(0),
-                        usable: AtomicUsize::new(0),
-                        alloc_len: AtomicUsize::new(0),
-                        free_len: AtomicUsize::new(0),
-                        alloc_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
-                        free_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
-                    },
-                );
-            }
             let ring = records.add(config.slots).cast::<u32>();
-            let mut queue = self.queue.lock();
+            let mut queue = self.queue.lock(source);
             queue.ring = ring;
             queue.cap = config.slots;
             queue.head = 0;
@@ -522,7 +531,7 @@ impl GuardedPool {
             Some(u) if u <= g.data_bytes => u,
             _ => return ptr::null_mut(),
         };
-        let Some(slot) = self.queue.lock().pop() else {
+        let Some(slot) = self.queue.lock(source).pop() else {
             self.pool_full.fetch_add(1, Ordering::Relaxed);
             return ptr::null_mut();
         };
@@ -536,7 +545,7 @@ impl GuardedPool {
         let (lo, hi) = Geometry::pages_of(off, usable);
         // SAFETY: [lo, hi) is inside the slot's data region of our span, page-aligned.
         if !unsafe { source.protect(g.span.add(lo), hi - lo, true) } {
-            self.queue.lock().push(slot as u32);
+            self.queue.lock(source).push(slot as u32);
             return ptr::null_mut();
         }
         let mut stack = [0usize; STACK_FRAMES];
@@ -614,7 +623,7 @@ impl GuardedPool {
             source.protect(g.span.add(lo), hi - lo, false);
         }
         self.live.fetch_sub(1, Ordering::Relaxed);
-        self.queue.lock().push(slot as u32);
+        self.queue.lock(source).push(slot as u32);
     }
 
     /// Usable bytes of the live guarded block `p`; reports otherwise.
@@ -728,8 +737,8 @@ impl GuardedPool {
         }
     }
 
-    pub(crate) fn before_fork(&self) {
-        self.queue.raw_lock();
+    pub(crate) fn before_fork<S: PageSource>(&self, source: &S) {
+        self.queue.raw_lock(source);
     }
 
     /// # Safety

@@ -10,13 +10,15 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::allocator::Allocator;
 use crate::checks::{Call, MisuseKind};
-use crate::page::{Block, Page, DELAY_NEVER, DELAY_NO, DELAY_USE};
+use crate::page::{Block, Page};
+use crate::protocol::{delayed, ownership, thread_free};
 use crate::segment::{Segment, SegmentHeader};
 use crate::size_class::{
     class_of, class_size, page_kind, PageKind, DIRECT_MAX, DIRECT_SLOTS, LARGE_MAX, NUM_CLASSES,
 };
 use crate::source::PageSource;
 use crate::util::SpinLock;
+use crate::wait::waiter;
 
 /// The page every direct-table slot of an empty heap points to: never has a free block, so the
 /// fast path falls through to the slow path, and is never written.
@@ -217,8 +219,8 @@ impl Heap {
     /// # Safety
     ///
     /// `hdr` is a live huge header, in no list.
-    pub(crate) unsafe fn huge_link(&self, hdr: *mut SegmentHeader) {
-        let mut list = self.huge.lock();
+    pub(crate) unsafe fn huge_link<S: PageSource>(&self, source: &S, hdr: *mut SegmentHeader) {
+        let mut list = self.huge.lock(source);
         // SAFETY: the header is live and ours; the list's headers are live.
         unsafe {
             (*hdr).owner = self as *const Heap as usize;
@@ -236,8 +238,8 @@ impl Heap {
     /// # Safety
     ///
     /// `hdr` is in this heap's list.
-    pub(crate) unsafe fn huge_unlink(&self, hdr: *mut SegmentHeader) {
-        let mut list = self.huge.lock();
+    pub(crate) unsafe fn huge_unlink<S: PageSource>(&self, source: &S, hdr: *mut SegmentHeader) {
+        let mut list = self.huge.lock(source);
         // SAFETY: the header and its neighbours are live members of the list.
         unsafe {
             let (prev, next) = ((*hdr).huge_prev, (*hdr).huge_next);
@@ -254,11 +256,11 @@ impl Heap {
     }
 
     /// Take one huge block off this arena heap's list (null when empty).
-    pub(crate) fn huge_pop(&self) -> *mut SegmentHeader {
-        let head = self.huge.lock().head;
+    pub(crate) fn huge_pop<S: PageSource>(&self, source: &S) -> *mut SegmentHeader {
+        let head = self.huge.lock(source).head;
         if !head.is_null() {
             // SAFETY: the head is a live member of our list.
-            unsafe { self.huge_unlink(head) };
+            unsafe { self.huge_unlink(source, head) };
         }
         head
     }
@@ -396,7 +398,7 @@ impl Heap {
                         self.update_direct(class);
                         return page;
                     }
-                    self.page_to_full(page);
+                    self.page_to_full(alloc, page);
                     page = next;
                 }
             }
@@ -429,7 +431,7 @@ impl Heap {
 
     /// Move an exhausted page to the full queue, where the fast path and the slow path's
     /// search no longer see it; a remote free will bring it back through `delayed_free`.
-    unsafe fn page_to_full(&mut self, page: *mut Page) {
+    unsafe fn page_to_full<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
         // SAFETY: `page` is ours and in its class queue.
         unsafe {
             let class = (*page).class as usize;
@@ -441,19 +443,22 @@ impl Heap {
             self.publish(page);
             (*page).in_full = true;
             self.full.push_back(page);
-            (*page).set_delay(DELAY_USE);
             // A remote free that landed before DELAY_USE was set sent no notification.
-            if (*page).has_thread_free() {
-                self.page_unfull(page);
+            if thread_free::enter_full(&(*page).thread_free, waiter(alloc.source())) {
+                self.page_unfull(alloc, page);
             }
         }
     }
 
     /// Bring a page back from the full queue (to the back of its class queue).
-    unsafe fn page_unfull(&mut self, page: *mut Page) {
+    unsafe fn page_unfull<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
         // SAFETY: `page` is ours and in the full queue.
         unsafe {
-            (*page).set_delay(DELAY_NO);
+            thread_free::set_delay(
+                &(*page).thread_free,
+                thread_free::DELAY_NO,
+                waiter(alloc.source()),
+            );
             self.full.remove(page);
             (*page).in_full = false;
             let class = (*page).class as usize;
@@ -568,7 +573,7 @@ impl Heap {
         // SAFETY: `page` is ours (caller's contract).
         unsafe {
             if (*page).in_full {
-                self.page_unfull(page);
+                self.page_unfull(alloc, page);
             }
             if (*page).used == 0 {
                 self.page_retire(alloc, page);
@@ -638,10 +643,7 @@ impl Heap {
 
     /// Free the blocks other threads pushed onto `delayed_free`.
     unsafe fn process_delayed<S: PageSource>(&mut self, alloc: &Allocator<S>) {
-        if self.delayed_free.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut link = self.delayed_free.swap(0, Ordering::Acquire);
+        let mut link = delayed::take(&self.delayed_free);
         while link != 0 {
             let addr = self.decode_delayed(link);
             let block: *mut Block = ptr::with_exposed_provenance_mut(addr);
@@ -873,7 +875,7 @@ impl Heap {
             while !page.is_null() {
                 let next = (*page).next;
                 if (*page).has_thread_free() {
-                    self.page_unfull(page);
+                    self.page_unfull(alloc, page);
                 }
                 page = next;
             }
@@ -891,7 +893,7 @@ impl Heap {
                 for slot in 1..(*seg).page_count as usize {
                     let page = addr_of_mut!((*seg).pages[slot]);
                     if (*page).in_use {
-                        (*page).set_delay(DELAY_NEVER);
+                        ownership::stop_notifications(&(*page).thread_free, waiter(alloc.source()));
                         Page::reset(page);
                     }
                 }
@@ -948,7 +950,7 @@ impl Heap {
                 for slot in 1..(*seg).page_count as usize {
                     let page = addr_of_mut!((*seg).pages[slot]);
                     if (*page).in_use {
-                        (*page).set_delay(DELAY_NEVER);
+                        ownership::stop_notifications(&(*page).thread_free, waiter(alloc.source()));
                     }
                 }
                 seg = (*seg).all_next;
@@ -1005,7 +1007,7 @@ impl Heap {
                     -((*page).published as isize),
                 );
                 alloc.orphan_live((*page).class as usize, (*page).published as isize);
-                (*page).heap.store(0, Ordering::Release);
+                ownership::release(&(*page).heap);
             }
             // Free slots stay resident: the thread that adopts the segment will likely reuse
             // them at once (purging here made thread churn fault the same pages in again);
@@ -1041,10 +1043,12 @@ impl Heap {
                 let class = (*page).class as usize;
                 alloc.orphan_live(class, -((*page).published as isize));
                 bump(&self.counters.class_live[class], (*page).published as isize);
-                (*page)
-                    .heap
-                    .store(self as *mut Heap as usize, Ordering::Release);
-                (*page).set_delay(DELAY_NO);
+                ownership::adopt(
+                    &(*page).heap,
+                    &(*page).thread_free,
+                    self as *mut Heap as usize,
+                    waiter(alloc.source()),
+                );
                 match Page::collect(page) {
                     Ok(fresh) => self.sample_refill(page, fresh),
                     Err(_) => alloc.report(

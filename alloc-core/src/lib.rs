@@ -43,6 +43,9 @@ pub mod checks;
 pub mod guarded;
 pub mod heap;
 mod page;
+/// The cross-thread protocols, generic over the atomic word (public for the loom models).
+#[doc(hidden)]
+pub mod protocol;
 pub mod sampling;
 mod segment;
 pub mod segment_map;
@@ -53,6 +56,7 @@ mod static_source;
 pub mod stats;
 mod util;
 pub mod view;
+mod wait;
 
 pub use allocator::{Allocator, DEFAULT_PURGE_DELAY_MS, MAX_ALIGN, MAX_ALLOC};
 pub use checks::{Call, Misuse, MisuseKind};

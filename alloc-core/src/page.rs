@@ -11,6 +11,8 @@
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::protocol::thread_free;
+
 /// A free block: its first word is the encoded link, its second the double-free canary.
 #[repr(C)]
 pub(crate) struct Block {
@@ -18,16 +20,7 @@ pub(crate) struct Block {
     pub(crate) canary: usize,
 }
 
-/// `thread_free` low bits: how a remote free of this page must also notify the owner.
-pub(crate) const DELAY_NO: usize = 0;
-/// The page sits in its heap's full queue: the next remote free goes to the heap's delayed list
-/// (so the owner learns the page has room again).
-pub(crate) const DELAY_USE: usize = 1;
-/// A remote thread is pushing onto the heap's delayed list right now.
-pub(crate) const DELAY_FREEING: usize = 2;
-/// The page is abandoned (no owner): remote frees only push onto `thread_free`.
-pub(crate) const DELAY_NEVER: usize = 3;
-pub(crate) const DELAY_MASK: usize = 3;
+use crate::protocol::thread_free::DELAY_NO;
 
 const LINK_ROTATE: u32 = 23;
 /// Blocks linked per page extension: touch at most 4 KiB of a fresh page at a time, so a
@@ -311,9 +304,8 @@ impl Page {
             if !(*page).held.is_null() {
                 return Ok(0);
             }
-            if (*page).thread_free.load(Ordering::Relaxed) & !DELAY_MASK != 0 {
-                let taken =
-                    (*page).thread_free.fetch_and(DELAY_MASK, Ordering::Acquire) & !DELAY_MASK;
+            let taken = thread_free::take(&(*page).thread_free);
+            if taken != 0 {
                 // Walk to the tail, counting; a list longer than the page is damaged.
                 let mut count = 1u16;
                 let mut tail = (*page).block_at(taken);
@@ -348,32 +340,10 @@ impl Page {
         }
     }
 
-    /// Set the delayed-free state, waiting out a remote thread that is mid-notification.
-    pub(crate) fn set_delay(&self, state: usize) {
-        let mut current = self.thread_free.load(Ordering::Relaxed);
-        loop {
-            if current & DELAY_MASK == DELAY_FREEING {
-                core::hint::spin_loop();
-                current = self.thread_free.load(Ordering::Relaxed);
-                continue;
-            }
-            let new = (current & !DELAY_MASK) | state;
-            match self.thread_free.compare_exchange_weak(
-                current,
-                new,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(seen) => current = seen,
-            }
-        }
-    }
-
     /// Whether other threads have freed blocks into this page that the owner has not taken.
     #[inline]
     pub(crate) fn has_thread_free(&self) -> bool {
-        self.thread_free.load(Ordering::Relaxed) & !DELAY_MASK != 0
+        thread_free::has_blocks(&self.thread_free)
     }
 }
 

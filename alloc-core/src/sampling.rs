@@ -224,8 +224,8 @@ impl Sampling {
         unsafe { self.hooks.load(Ordering::Acquire).as_ref() }
     }
 
-    pub(crate) fn before_fork(&self) {
-        self.home.raw_lock();
+    pub(crate) fn before_fork<S: PageSource>(&self, source: &S) {
+        self.home.raw_lock(source);
     }
 
     /// # Safety
@@ -415,7 +415,7 @@ impl<S: PageSource> Allocator<S> {
 
     /// A slot in a sample segment for a block of `usable` bytes (at most [`HOME_MAX`]).
     fn home_alloc(&self, usable: usize, zero: bool) -> *mut u8 {
-        let mut home = self.sampling.home.lock();
+        let mut home = self.sampling.home.lock(self.source());
         loop {
             let mut seg = home.segments;
             // SAFETY: the list links live sample segments; we hold its lock.
@@ -459,7 +459,7 @@ impl<S: PageSource> Allocator<S> {
                         }; HOME_SLOTS],
                     },
                 );
-                home = self.sampling.home.lock();
+                home = self.sampling.home.lock(self.source());
                 (*seg).next = home.segments;
                 home.segments = seg;
             }
@@ -475,7 +475,7 @@ impl<S: PageSource> Allocator<S> {
         if slot == 0 || offset & (HOME_MAX - 1) != 0 {
             self.report(call, MisuseKind::InvalidPointer, p as usize);
         }
-        let _home = self.sampling.home.lock();
+        let _home = self.sampling.home.lock(self.source());
         // SAFETY: the map says a sample segment starts at `seg`; its slot table is read under
         // the home lock.
         let usable = unsafe { (*seg).slots[slot].usable };
@@ -490,7 +490,7 @@ impl<S: PageSource> Allocator<S> {
     pub(crate) fn home_free(&self, p: *mut u8, call: Call) {
         let (seg, slot, _) = self.home_slot(p, call);
         let token = {
-            let _home = self.sampling.home.lock();
+            let _home = self.sampling.home.lock(self.source());
             // SAFETY: as in home_slot. A racing second free of the same block finds the
             // slot free under the lock and reports.
             unsafe {

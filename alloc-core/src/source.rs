@@ -24,6 +24,11 @@
 //! * **Concurrency.** Methods take `&self` and may be called from any thread, concurrently;
 //!   a source that needs a lock (the program break is process-wide) takes its own. A source
 //!   must not allocate through the global allocator: it *is* the allocator's floor.
+//! * **Waiting.** The core never blocks, but a few cold paths wait for another thread (a
+//!   spin lock's holder, a remote free finishing its notification). They spin with
+//!   exponential backoff, then call [`PageSource::yield_now`] until the other thread is done,
+//!   so a holder preempted on an oversubscribed machine gets the CPU back. Sources backed by
+//!   an OS yield there (`sched_yield`); the default only spins.
 //! * **Statics.** Sources offer `const fn` constructors so an allocator can live in a
 //!   `static` with no run-time initialisation.
 
@@ -132,6 +137,12 @@ pub unsafe trait PageSource: Sync {
         crate::util::mix64(addr ^ 0x9e37_79b9_7f4a_7c15)
     }
 
+    /// Give the CPU to another thread (see *Waiting* in the module documentation). The
+    /// default, for sources without an OS, is a spin-loop hint.
+    fn yield_now(&self) {
+        core::hint::spin_loop();
+    }
+
     /// Take the source's own lock (if any) before `fork()`; paired with
     /// [`after_fork`](Self::after_fork) in both parent and child.
     fn before_fork(&self) {}
@@ -177,6 +188,9 @@ unsafe impl<S: PageSource + ?Sized> PageSource for &S {
     }
     fn entropy(&self) -> u64 {
         (**self).entropy()
+    }
+    fn yield_now(&self) {
+        (**self).yield_now()
     }
     fn before_fork(&self) {
         (**self).before_fork()

@@ -64,7 +64,7 @@ impl<const N: usize> StaticSource<N> {
 
     /// Bytes handed out from the bottom of the arena so far (released ranges included).
     pub fn high_water(&self) -> usize {
-        self.state.lock().top
+        self.state.lock(self).top
     }
 }
 
@@ -112,7 +112,7 @@ impl State {
 // in practice; the allocator using a source must not outlive it).
 unsafe impl<const N: usize> PageSource for StaticSource<N> {
     unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
-        let mut state = self.state.lock();
+        let mut state = self.state.lock(self);
         // Reuse a released range first (first fit, honouring alignment).
         for i in 0..FREE_RANGES {
             let (offset, len) = state.free[i];
@@ -159,7 +159,7 @@ unsafe impl<const N: usize> PageSource for StaticSource<N> {
 
     unsafe fn release(&self, ptr: *mut u8, size: usize) {
         let offset = ptr as usize - self.base() as usize;
-        self.state.lock().add_free(offset, size);
+        self.state.lock(self).add_free(offset, size);
     }
 
     unsafe fn purge(&self, _ptr: *mut u8, _size: usize) -> bool {
@@ -168,7 +168,7 @@ unsafe impl<const N: usize> PageSource for StaticSource<N> {
     }
 
     fn before_fork(&self) {
-        self.state.raw_lock();
+        self.state.raw_lock(self);
     }
 
     unsafe fn after_fork(&self) {

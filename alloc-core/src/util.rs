@@ -4,6 +4,9 @@ use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use crate::source::PageSource;
+use crate::wait::waiter;
+
 /// Round `x` up to a multiple of `align` (a power of two). `None` on overflow.
 #[inline]
 pub const fn align_up(x: usize, align: usize) -> Option<usize> {
@@ -25,7 +28,9 @@ pub const fn mix64(mut x: u64) -> u64 {
 
 /// A test-and-test-and-set lock for the allocator's cold paths (segment hand-off, the span
 /// cache, the heap pool). Never taken on a malloc/free fast path. `const`-constructible so it
-/// can live in a `static`, and it allocates nothing.
+/// can live in a `static`, and it allocates nothing. A waiter spins with backoff, then
+/// yields through the page source (see *Waiting* in [`source`](crate::source)): with more
+/// threads than cores, the holder may be preempted, and spinning only delays it.
 pub struct SpinLock<T> {
     locked: AtomicBool,
     value: UnsafeCell<T>,
@@ -46,21 +51,23 @@ impl<T> SpinLock<T> {
         }
     }
 
-    /// Spin until the lock is ours.
-    pub fn lock(&self) -> SpinGuard<'_, T> {
-        self.raw_lock();
+    /// Wait until the lock is ours, yielding through `source` once the backoff is spent.
+    pub fn lock<S: PageSource + ?Sized>(&self, source: &S) -> SpinGuard<'_, T> {
+        self.raw_lock(source);
         SpinGuard { lock: self }
     }
 
     /// Take the lock without a guard (for `fork` handlers, which lock in one callback and
     /// unlock in another).
-    pub fn raw_lock(&self) {
+    pub fn raw_lock<S: PageSource + ?Sized>(&self, source: &S) {
+        let mut wait = waiter(source);
         loop {
             if !self.locked.swap(true, Ordering::Acquire) {
                 return;
             }
+            // Wait on plain loads so the line stays shared while the lock is held.
             while self.locked.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
+                wait();
             }
         }
     }
@@ -132,15 +139,18 @@ mod tests {
     #[test]
     fn spin_lock_serialises() {
         let lock = SpinLock::new(0u64);
+        // Static: the source's buffer is aligned to 4 MiB, too much for a test thread's stack.
+        static SOURCE: crate::StaticSource<4096> = crate::StaticSource::new();
+        let source = &SOURCE;
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..1000 {
-                        *lock.lock() += 1;
+                        *lock.lock(source) += 1;
                     }
                 });
             }
         });
-        assert_eq!(*lock.lock(), 4000);
+        assert_eq!(*lock.lock(source), 4000);
     }
 }

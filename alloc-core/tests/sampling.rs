@@ -225,3 +225,20 @@ fn guard_samples_reach_the_guard_hook() {
         "{calls} guard calls for {n} allocations"
     );
 }
+
+#[test]
+fn arenas_are_not_sampled() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (alloc, _) = allocator(1, 0);
+    let before = RECORDED.load(Ordering::Relaxed);
+    let arena = alloc.new_arena_heap();
+    // SAFETY: the arena heap is ours; its blocks die with it.
+    unsafe {
+        for i in 0..50 {
+            let p = alloc.malloc(arena, 16 + i);
+            assert!(!p.is_null());
+        }
+        alloc.destroy_heap(arena);
+    }
+    assert_eq!(RECORDED.load(Ordering::Relaxed), before);
+}

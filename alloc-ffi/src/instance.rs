@@ -106,8 +106,15 @@ macro_rules! define_instance {
             static SAMPLE_HOOKS: alloc_core::SampleHooks = alloc_core::SampleHooks {
                 record: crate::profile::record,
                 forget: crate::profile::forget,
-                guarded: None,
+                guarded: Some(guarded_hook),
             };
+
+            /// The core's `guarded` hook: a sampled allocation on guarded pages, or null
+            /// (pool full, request not eligible) for a normal block.
+            fn guarded_hook(size: usize, align: usize, zero: bool) -> *mut u8 {
+                // SAFETY: a plain allocation request of this instance.
+                unsafe { ALLOC.guarded_alloc(size, align, zero) }
+            }
 
             /// The backend's name.
             pub const BACKEND: &str = $backend;
@@ -156,13 +163,14 @@ macro_rules! define_instance {
                     ALLOC.set_profile_interval(options.profile_interval);
                     sampling = true;
                 }
+                if options.guarded != 0 && crate::guarded::enable(&ALLOC, &options) {
+                    ALLOC.set_guard_every(options.guarded);
+                    sampling = true;
+                }
                 if sampling {
                     ALLOC.set_sample_hooks(&SAMPLE_HOOKS);
                 }
                 alloc_core::checks::set_misuse_handler(crate::report::abort_on_misuse);
-                if options.guarded != 0 {
-                    crate::guarded::enable(&ALLOC, &options);
-                }
                 let mut key: libc::pthread_key_t = 0;
                 // SAFETY: plain libc calls with valid arguments.
                 unsafe {

@@ -327,6 +327,10 @@ unsafe impl PageSource for BrkSource {
         os_glue::entropy()
     }
 
+    fn yield_now(&self) {
+        os_glue::yield_now()
+    }
+
     fn before_fork(&self) {
         self.lock.lock();
     }

@@ -261,7 +261,7 @@ impl FileSource {
             .filter(|&h| (HEADER_SIZE..=len).contains(&h))
             .ok_or_else(|| invalid("corrupt pagebreak heap header"))?;
         let start = high_water.next_multiple_of(PAGE_SIZE).min(len);
-        let mut state = source.state.lock();
+        let mut state = source.state.lock(&source);
         state.top = start;
         state.fresh = start;
         drop(state);
@@ -386,7 +386,7 @@ unsafe impl PageSource for FileSource {
     unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
         let base = self.as_ptr() as usize;
         let capacity = self.capacity();
-        let mut state = self.state.lock();
+        let mut state = self.state.lock(self);
         // Reuse a released range first (first fit, honouring alignment).
         for i in 0..FREE_RANGES {
             let Range { offset, len, zero } = state.free[i];
@@ -442,7 +442,7 @@ unsafe impl PageSource for FileSource {
         // Give the disk space back first (outside the lock: it is a syscall); a punched range
         // reads as zero when it is handed out again.
         let zero = self.punch_hole(offset, size);
-        self.state.lock().add_free(offset, size, zero);
+        self.state.lock(self).add_free(offset, size, zero);
     }
 
     unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
@@ -464,6 +464,10 @@ unsafe impl PageSource for FileSource {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    fn yield_now(&self) {
+        std::thread::yield_now()
+    }
+
     fn entropy(&self) -> u64 {
         let probe = 0u8;
         let stack = core::ptr::addr_of!(probe) as u64;
@@ -475,7 +479,7 @@ unsafe impl PageSource for FileSource {
     }
 
     fn before_fork(&self) {
-        self.state.raw_lock();
+        self.state.raw_lock(self);
     }
 
     unsafe fn after_fork(&self) {

@@ -217,4 +217,8 @@ unsafe impl PageSource for MmapSource {
     fn entropy(&self) -> u64 {
         os_glue::entropy()
     }
+
+    fn yield_now(&self) {
+        os_glue::yield_now()
+    }
 }

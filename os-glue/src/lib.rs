@@ -1,7 +1,7 @@
-//! What the OS-backed page sources share: a cheap monotonic clock (for purge delays) and
+//! What the OS-backed page sources share: a cheap monotonic clock (for purge delays),
 //! entropy (for the free-list secret), from the C library (vDSO and auxiliary vector: no
-//! real system calls), and page protection (`mprotect`, for guarded blocks). `no_std`,
-//! allocates nothing.
+//! real system calls), a yield for spin waits, and page protection (`mprotect`, for guarded
+//! blocks). `no_std`, allocates nothing.
 #![cfg_attr(not(test), no_std)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,13 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 /// is the cheapest one the vDSO offers.
 pub fn now_ms() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
+}
+
+/// Give the CPU to another runnable thread (`sched_yield`): what a spin wait does once its
+/// backoff is spent, so a preempted lock holder can run.
+pub fn yield_now() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
 }
 
 /// `mprotect`: make `[ptr, ptr + size)` inaccessible (`PROT_NONE`) or readable and writable

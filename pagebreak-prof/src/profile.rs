@@ -49,6 +49,9 @@ pub struct Stack {
     pub id: u64,
     /// The return addresses kept, innermost first (the allocator's own frames trimmed).
     pub addresses: Vec<u64>,
+    /// Inlined frames of the first address that are the allocator's (RawVec's growth
+    /// inlined into a caller, say): hidden like the addresses trimmed before it.
+    pub leaf_inlined_skip: usize,
     pub values: Values,
 }
 
@@ -115,12 +118,24 @@ impl Profile {
             let frames: Vec<Resolved> = addresses.iter().map(|&a| symbolizer.resolve(a)).collect();
             let keep_from = leaf_trim(&frames, &dump.maps);
             let kept = addresses[keep_from..].to_vec();
+            let leaf_inlined_skip = frames.get(keep_from).map_or(0, |r| {
+                let n = if r.symbolized {
+                    r.frames
+                        .iter()
+                        .take_while(|f| is_allocator(&f.function))
+                        .count()
+                } else {
+                    0
+                };
+                n.min(r.frames.len().saturating_sub(1))
+            });
             for (a, r) in kept.iter().zip(&frames[keep_from..]) {
                 resolved.entry(*a).or_insert_with(|| r.clone());
             }
             stacks.push(Stack {
                 id: *id,
                 addresses: kept,
+                leaf_inlined_skip,
                 values,
             });
         }
@@ -167,7 +182,8 @@ impl Profile {
             stack
                 .addresses
                 .iter()
-                .flat_map(move |a| self.resolved[a].frames.iter()),
+                .flat_map(move |a| self.resolved[a].frames.iter())
+                .skip(stack.leaf_inlined_skip),
         )
     }
 
@@ -238,6 +254,10 @@ pub fn is_allocator(function: &str) -> bool {
         "__rdl_",
         "alloc::alloc::",
         "<alloc::alloc::Global as core::alloc::",
+        // RawVec: the growth and allocation layer under Vec, String, VecDeque, ... (as Go
+        // trims runtime.growslice); the containers themselves stay.
+        "alloc::raw_vec::",
+        "<alloc::raw_vec::",
         // C++'s operator new, as jeprof and pprof drop it.
         "operator new",
     ];
@@ -271,10 +291,15 @@ mod tests {
         ] {
             assert!(is_allocator(f), "{f}");
         }
+        // RawVec is trimmed, the containers over it are not.
+        assert!(is_allocator(
+            "<alloc::raw_vec::RawVecInner>::try_allocate_in"
+        ));
+        assert!(is_allocator("alloc::raw_vec::finish_grow"));
         for f in [
             "main",
             "mallocate",
-            "alloc::raw_vec::finish_grow",
+            "alloc::vec::Vec<T>::with_capacity",
             "my_malloc_wrapper",
         ] {
             assert!(!is_allocator(f), "{f}");

@@ -362,3 +362,99 @@ fn command_line_writes_all_three() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("truncated dump"), "{stderr}");
 }
+
+/// The dump read elsewhere: the files under a sysroot, stripped of everything, their debug
+/// info in a separate `.build-id` tree (as distributions ship it).
+#[test]
+fn sysroot_and_separate_debug_files() {
+    let (_, text) = common::dump("sysroot");
+    let exe = common::program();
+    let dir = exe.parent().unwrap();
+    let root = dir.join("sysroot");
+    let debug = dir.join("debug");
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&debug);
+    // The dump names /opt/three/...; only the sysroot has them.
+    let fake = "/opt/pagebreak-prof-test-three";
+    let text = text.replace(&dir.display().to_string(), fake);
+    let under = root.join(fake.trim_start_matches('/'));
+    std::fs::create_dir_all(&under).unwrap();
+    let p = Profile::build(&Dump::parse(&text).unwrap(), Default::default());
+    assert!(
+        p.warnings.iter().any(|w| w.contains(fake)),
+        "without a sysroot the files are missing: {:?}",
+        p.warnings
+    );
+    for name in ["three_sites", "libthree.so"] {
+        let original = dir.join(name);
+        let stripped = under.join(name);
+        let id = build_id_in_dump(&text, &format!("{fake}/{name}"));
+        let debug_file = debug
+            .join(".build-id")
+            .join(&id[..2])
+            .join(format!("{}.debug", &id[2..]));
+        std::fs::create_dir_all(debug_file.parent().unwrap()).unwrap();
+        let run = |args: &[&std::ffi::OsStr]| {
+            let ok = std::process::Command::new("objcopy")
+                .args(args)
+                .status()
+                .expect("objcopy (binutils) is needed")
+                .success();
+            assert!(ok, "objcopy {args:?}");
+        };
+        run(&[
+            "--only-keep-debug".as_ref(),
+            original.as_os_str(),
+            debug_file.as_os_str(),
+        ]);
+        run(&[
+            "--strip-all".as_ref(),
+            original.as_os_str(),
+            stripped.as_os_str(),
+        ]);
+    }
+    let options = pagebreak_prof::Options {
+        sysroot: Some(root.clone()),
+        debug_dirs: vec![debug.clone()],
+    };
+    let p = Profile::build(&Dump::parse(&text).unwrap(), options);
+    // (libc is not in the sysroot: only its frames may be missing.)
+    assert!(
+        !p.warnings.iter().any(|w| w.contains(fake)),
+        "{:?}",
+        p.warnings
+    );
+    for (function, file, marker, _, _) in SITES {
+        let stack = p
+            .stacks
+            .iter()
+            .find(|s| p.frames(s).next().unwrap().function == function)
+            .unwrap_or_else(|| panic!("no stack starts in {function}"));
+        let leaf = p.frames(stack).next().unwrap();
+        assert_eq!(leaf.line, Some(common::line_of(file, marker)), "{function}");
+    }
+    // Stripped and without the debug tree: names from the dynamic symbol table only (the
+    // program is linked -rdynamic), no lines.
+    let options = pagebreak_prof::Options {
+        sysroot: Some(root),
+        debug_dirs: vec![dir.join("no-such-dir")],
+    };
+    let p = Profile::build(&Dump::parse(&text).unwrap(), options);
+    let leaves: Vec<_> = p
+        .stacks
+        .iter()
+        .map(|s| p.frames(s).next().unwrap())
+        .collect();
+    for (function, ..) in SITES {
+        let leaf = leaves.iter().find(|f| f.function == function).unwrap();
+        assert_eq!((leaf.file.as_deref(), leaf.line), (None, None), "{leaf:?}");
+    }
+}
+
+fn build_id_in_dump(text: &str, path: &str) -> String {
+    let prefix = format!("buildid {path} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no build id for {path}"))
+        .to_string()
+}

@@ -1,8 +1,9 @@
 /* Profiling under concurrency: threads allocate and free (also each other's blocks) while
  * the main thread dumps the profile, raises the profile signal, or forks. Every dump must be
- * complete (end with "end"), and nothing may deadlock or crash.
+ * complete (end with "end"), and nothing may deadlock or crash. Mode oom: an allocation that
+ * fails writes a dump (reason oom), which _exit keeps from being overwritten at exit.
  *
- * usage: stress threads|signal|fork DIR */
+ * usage: stress threads|signal|fork|oom DIR */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +49,21 @@ int main(int argc, char **argv) {
         return 1;
     }
     const char *mode = argv[1], *dir = argv[2];
+    if (!strcmp(mode, "oom")) {
+        void *keep = malloc(1 << 20); /* something live to show */
+        struct rlimit lim = {1ul << 30, 1ul << 30};
+        if (setrlimit(RLIMIT_AS, &lim) != 0) {
+            perror("setrlimit");
+            return 1;
+        }
+        void *p = malloc(2ul << 30);
+        if (p) {
+            fprintf(stderr, "a 2 GiB malloc under a 1 GiB RLIMIT_AS succeeded\n");
+            return 1;
+        }
+        free(keep);
+        _exit(0);
+    }
     pthread_t t[THREADS];
     for (size_t i = 0; i < THREADS; i++)
         pthread_create(&t[i], NULL, worker, (void *)(i + 1));

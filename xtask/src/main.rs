@@ -15,7 +15,9 @@ mod profile;
 mod proftests;
 mod programs;
 mod run;
+mod soak;
 mod test;
+mod threads;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
@@ -54,6 +56,11 @@ commands:
   fastpath [--update] [--no-peers] [--compare LIB.so...]
         count the malloc/free fast path in instructions (callgrind) against tests/fastpath/golden.txt,
         and the other allocators' (glibc, mimalloc 2.0.9/2.x/3.x, jemalloc, snmalloc)
+  soak --minutes N [--backend mmap|brk] [--cycle-secs S]
+        a server-like workload for N minutes, preloaded; RSS and throughput each minute,
+        a verdict on the RSS curve at the end (target/pagebreak-soak/*.svg)
+  threads [--ops N] [--counts 1,2,8,32,128] [--runs N]
+        throughput and single-malloc latency per thread count, pagebreak next to mimalloc
   bench ...
         benchmarks (see `cargo xtask bench --help`)
 ";
@@ -79,6 +86,8 @@ fn main() {
         "exports" => abi::main(rest),
         "link" => abi::link_main(rest),
         "heapmap" => heapmap::main(rest),
+        "soak" => soak::main(rest),
+        "threads" => threads::main(rest),
         "profile" => profile::main(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

@@ -6,8 +6,9 @@
 use crate::build;
 use crate::cmd;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 const USAGE: &str = "\
 usage: cargo xtask profile [--backend mmap|brk] [--debug] [--interval BYTES] [--alloc_space]
@@ -121,4 +122,140 @@ fn build_reader() -> Result<PathBuf, String> {
         ));
     }
     Ok(cmd::root().join("target/release/pagebreak-prof"))
+}
+
+/// The reader as `cargo test --workspace` built it (the `test` profile, target/debug): this
+/// is cargo's up-to-date check, where a plain `cargo build` would rebuild every dependency at
+/// another opt-level.
+fn debug_reader() -> Result<PathBuf, String> {
+    let mut c = cmd::cargo();
+    c.args([
+        "build",
+        "--quiet",
+        "--profile",
+        "test",
+        "-p",
+        "pagebreak-prof",
+    ]);
+    let status = c
+        .status()
+        .map_err(|e| format!("cannot start `{}`: {e}", cmd::show(&c)))?;
+    if !status.success() {
+        return Err(format!(
+            "`{}` failed: {}",
+            cmd::show(&c),
+            cmd::describe(status)
+        ));
+    }
+    Ok(cmd::root().join("target/debug/pagebreak-prof"))
+}
+
+const SITES: [(&str, f64); 3] = [("site_a", 60.0), ("site_b", 30.0), ("site_c", 10.0)];
+
+/// Bytes from the top list's `12.3 MiB` columns.
+fn parse_bytes(number: &str, unit: &str) -> Option<f64> {
+    let scale = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * scale)
+}
+
+/// The flat bytes of `function` in a top list, if it is listed.
+fn flat_of(top: &str, function: &str) -> Option<f64> {
+    top.lines()
+        .filter(|l| l.ends_with(&format!("  {function}")))
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            parse_bytes(f.first()?, f.get(1)?)
+        })
+}
+
+/// Runs the reader on `dump`; its top list (all functions) on success.
+fn read_dump(reader: &Path, dump: &Path, outputs: &[&str]) -> Result<String, String> {
+    let mut c = Command::new(reader);
+    c.args(["--text", "--top", "0"]).args(outputs).arg(dump);
+    let run = cmd::capture(&mut c, Duration::from_secs(120))?;
+    if !run.success() {
+        return Err(format!(
+            "`{}`: {}\n{}",
+            cmd::show(&c),
+            run.outcome(),
+            run.stderr_tail(10)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&run.stdout).into_owned())
+}
+
+/// End to end: tests/profile/shares.c (three call sites holding 60/30/10% of 256 MiB live)
+/// preloaded with profiling on -> its raw dumps -> pagebreak-prof. The top list must give
+/// the sites their shares within ±10 points, the flame graph must name them, the pprof file
+/// must be written, and after the frees the live profile must not show them.
+pub fn check_reader(shares: &Path, so: &Path) -> Result<(), String> {
+    let reader = debug_reader()?;
+    let dir = cmd::root().join("target/pagebreak-tests/profile/reader");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (live, freed) = (dir.join("live.prof"), dir.join("freed.prof"));
+    let mut c = Command::new(shares);
+    c.arg(&live)
+        .arg(&freed)
+        .env("LD_PRELOAD", so)
+        .env("PAGEBREAK_PROFILE", "1")
+        .env("PAGEBREAK_PROFILE_PATH", dir.join("exit.prof"));
+    let run = cmd::capture(&mut c, Duration::from_secs(120))?;
+    if !run.success() {
+        return Err(format!(
+            "{}: {}\n{}",
+            shares.display(),
+            run.outcome(),
+            run.stderr_tail(10)
+        ));
+    }
+
+    let (svg, pprof) = (dir.join("live.svg"), dir.join("live.pb.gz"));
+    let svg_arg = svg.to_string_lossy().into_owned();
+    let pprof_arg = pprof.to_string_lossy().into_owned();
+    let top = read_dump(&reader, &live, &["--svg", &svg_arg, "--pprof", &pprof_arg])?;
+    let flats: Vec<f64> = SITES
+        .iter()
+        .map(|(f, _)| flat_of(&top, f).ok_or_else(|| format!("{f} not in the top list:\n{top}")))
+        .collect::<Result<_, _>>()?;
+    let in_sites: f64 = flats.iter().sum();
+    let mut report = String::new();
+    for ((function, want), flat) in SITES.iter().zip(&flats) {
+        let share = 100.0 * flat / in_sites;
+        report += &format!("{function} {share:.1}% (want {want}%) ");
+        if (share - want).abs() > 10.0 {
+            return Err(format!(
+                "top list off by more than 10 points: {report}\n{top}"
+            ));
+        }
+    }
+    let svg_text = fs::read_to_string(&svg).map_err(|e| format!("{}: {e}", svg.display()))?;
+    for (function, _) in SITES {
+        if !svg_text.contains(&format!("<title>{function} (")) {
+            return Err(format!(
+                "the flame graph {} has no frame {function}",
+                svg.display()
+            ));
+        }
+    }
+    if !svg_text.trim_end().ends_with("</svg>") {
+        return Err(format!("{}: not a complete SVG", svg.display()));
+    }
+    let gz = fs::read(&pprof).map_err(|e| format!("{}: {e}", pprof.display()))?;
+    if !gz.starts_with(&[0x1f, 0x8b]) {
+        return Err(format!("{}: not gzip", pprof.display()));
+    }
+
+    let after = read_dump(&reader, &freed, &[])?;
+    if let Some((f, _)) = SITES.iter().find(|(f, _)| flat_of(&after, f).is_some()) {
+        return Err(format!("{f} is still live after the frees:\n{after}"));
+    }
+    eprintln!("       {report}");
+    Ok(())
 }

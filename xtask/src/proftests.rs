@@ -25,14 +25,7 @@ pub fn compile_all(bins: &Path) -> Result<Vec<CTest>, String> {
     std::fs::create_dir_all(bins).map_err(|e| format!("{}: {e}", bins.display()))?;
     let mut tests = Vec::new();
     for src in ctests::c_sources(&dir(), "profile tests")? {
-        let name = src.file_stem().unwrap().to_string_lossy().into_owned();
-        let bin = bins.join(format!("profile-{name}"));
-        ctests::cc(&src, &bin, &["-ldl"])?;
-        tests.push(CTest {
-            name,
-            bin,
-            env: Vec::new(),
-        });
+        tests.push(ctests::compile_one(&src, bins, "profile")?);
     }
     Ok(tests)
 }
@@ -261,7 +254,7 @@ fn check_shares(test: &CTest, so: &Path, backend: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// tests/profile/stress.c in `mode`: every dump written is complete.
+/// tests/profile/stress.c in `mode`: every dump written is complete (oom: and says so).
 fn check_stress(test: &CTest, so: &Path, backend: &str, mode: &str) -> Result<(), String> {
     let d = scratch(&format!("stress-{mode}"), backend)?;
     let signal_path = d.join("signal.prof");
@@ -282,11 +275,21 @@ fn check_stress(test: &CTest, so: &Path, backend: &str, mode: &str) -> Result<()
         }
         dumps += 1;
     }
-    // threads: 20 requested + exit; signal: the last one (and exit) in the one file; fork: 20
-    // children and the exit dump.
-    let want = if mode == "signal" { 1 } else { 21 };
+    // threads: 20 requested + exit; signal and oom: one file (the signal's last dump, then
+    // the exit dump; the oom dump); fork: 20 children and the exit dump.
+    let want = if mode == "signal" || mode == "oom" {
+        1
+    } else {
+        21
+    };
     if dumps < want {
         return Err(format!("{dumps} dumps written, want {want}"));
+    }
+    if mode == "oom" {
+        let text = std::fs::read_to_string(&signal_path).map_err(|e| e.to_string())?;
+        if !text.lines().any(|l| l == "reason oom") {
+            return Err("the dump after a failed malloc does not say `reason oom`".into());
+        }
     }
     Ok(())
 }
@@ -300,7 +303,7 @@ pub fn check_all(t: &mut Tally, tests: &[CTest], so: &Path, backend: &str) -> Re
                 check_shares(test, so, backend)
             })?,
             "stress" => {
-                for mode in ["threads", "signal", "fork"] {
+                for mode in ["threads", "signal", "fork", "oom"] {
                     t.check(&format!("profile under {mode} ({backend})"), || {
                         check_stress(test, so, backend, mode)
                     })?;

@@ -79,6 +79,10 @@ impl Tally {
     }
 }
 
+/// loom's preemption bound: every interleaving with at most 3 preemptions takes about 5 s
+/// for all models (5: 2 minutes); the bugs these protocols can have need one or two.
+const LOOM_PREEMPTIONS: &str = "3";
+
 pub fn main(args: &[String]) -> Result<(), String> {
     let mut keep_going = false;
     for a in args {
@@ -99,8 +103,16 @@ pub fn main(args: &[String]) -> Result<(), String> {
 fn all(t: &mut Tally) -> Result<(), Stop> {
     t.heading("cargo test --workspace");
     t.check("cargo test --workspace", || {
-        // alloc-bench builds mimalloc and jemalloc from source and is tested by `cargo xtask bench`.
-        cmd::run(cmd::cargo().args(["test", "--workspace", "--exclude", "alloc-bench"]))
+        // alloc-bench builds mimalloc and jemalloc from source and is tested by `cargo xtask bench`;
+        // the loom models run next, with their bound stated.
+        cmd::run(cmd::cargo().args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "alloc-bench",
+            "--exclude",
+            "loom-models",
+        ]))
     })?;
     // Features the workspace run leaves off: the brk backend's Rust tests, tracing events.
     t.check(
@@ -123,6 +135,18 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
                 cmd::cargo()
                     .args(["doc", "--workspace", "--no-deps", "--quiet"])
                     .env("RUSTDOCFLAGS", "-D warnings"),
+            )
+        },
+    )?;
+
+    t.heading("loom: the cross-thread protocols, every interleaving within the bound");
+    t.check(
+        &format!("cargo test -p loom-models (LOOM_MAX_PREEMPTIONS={LOOM_PREEMPTIONS})"),
+        || {
+            cmd::run(
+                cmd::cargo()
+                    .args(["test", "-p", "loom-models", "--release"])
+                    .env("LOOM_MAX_PREEMPTIONS", LOOM_PREEMPTIONS),
             )
         },
     )?;
@@ -182,6 +206,19 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
         misuse::check_all(t, &misuse_cases, &built.so, name)?;
         limits::check_all(t, &limits_tests, Some(&built.so), name)?;
         proftests::check_all(t, &profile_tests, &built.so, name)?;
+        if backend == Backend::Mmap {
+            // The reader does not care which backend wrote the dump: one run is enough.
+            t.check(
+                "pagebreak-prof on shares.c's dumps: top list 60/30/10, flame graph, pprof",
+                || {
+                    let shares = profile_tests
+                        .iter()
+                        .find(|p| p.name == "shares")
+                        .ok_or("tests/profile/shares.c is missing")?;
+                    crate::profile::check_reader(&shares.bin, &built.so)
+                },
+            )?;
+        }
         libs.push((backend, built));
     }
 
@@ -209,6 +246,15 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
             })?;
         }
     }
+
+    t.heading("soak: a server-like workload, 2 minutes (cargo xtask soak --minutes 30 for real)");
+    t.check("cargo xtask soak --minutes 2 (mmap)", || {
+        crate::soak::run(
+            Backend::Mmap,
+            "2",
+            &["--report-secs".to_string(), "30".to_string()],
+        )
+    })?;
 
     t.heading("the README's commands");
     t.check("cargo xtask run -- python3 -c ...", programs::quick_start)?;

@@ -262,7 +262,20 @@ fn main() -> ExitCode {
     let n = arg(0, 200_000);
     let threads = arg(1, 3);
     let rounds = arg(2, 2);
+    match run(n, threads, rounds) {
+        Ok(summary) => {
+            println!("rust-workload ({ALLOCATOR}): {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rust-workload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+/// The whole program: every thread's rounds, then the counts checked.
+fn run(n: usize, threads: usize, rounds: usize) -> Result<String, String> {
     // A ring: thread i sends to thread i+1. Unbounded: every thread sends its whole round
     // before it receives (a bounded ring would deadlock), so a round's JSON is in flight.
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..threads).map(|_| mpsc::channel()).unzip();
@@ -303,24 +316,53 @@ fn main() -> ExitCode {
     let got_parsed: u64 = tallies.iter().map(|t| t.parsed).sum();
     let hits: u64 = tallies.iter().map(|t| t.prefix_hits).sum();
     if (got_lookups, got_replaced, got_parsed) != (want.lookups_ok, want.replaced, want.parsed) {
-        eprintln!(
-            "rust-workload: counts differ: lookups {got_lookups}/{}, replaced {got_replaced}/{}, parsed {got_parsed}/{}",
+        return Err(format!(
+            "counts differ: lookups {got_lookups}/{}, replaced {got_replaced}/{}, parsed {got_parsed}/{}",
             want.lookups_ok, want.replaced, want.parsed
-        );
-        return ExitCode::FAILURE;
+        ));
     }
     // Each record's name starts with one of WORDS and a dash: every record is a prefix hit.
     let names = (n * threads * rounds) as u64;
     if hits != names {
-        eprintln!("rust-workload: prefix scans found {hits} names, want {names}");
-        return ExitCode::FAILURE;
+        return Err(format!("prefix scans found {hits} names, want {names}"));
     }
     let json: u64 = tallies.iter().map(|t| t.json_bytes).sum();
     let words: u64 = tallies.iter().map(|t| t.words).sum();
-    println!(
-        "rust-workload ({ALLOCATOR}): {threads} threads x {rounds} rounds x {n} records, \
-         {got_parsed} parsed back, {} MB of JSON, {words} distinct tags",
+    Ok(format!(
+        "{threads} threads x {rounds} rounds x {n} records, {got_parsed} parsed back, \
+         {} MB of JSON, {words} distinct tags",
         json >> 20
-    );
-    ExitCode::SUCCESS
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_run_checks_out() {
+        // 2 rounds of 2500 records on 3 threads: 3 chunks of JSON each (1000, 1000, 500
+        // records), the first of every 4 sent: 1000 records parsed per thread and round.
+        let s = run(2500, 3, 2).unwrap();
+        assert!(s.contains("6000 parsed back"), "{s}");
+        assert_eq!(json_records(2500), 1000);
+        assert_eq!(json_records(4500), 1500);
+        assert_eq!(json_chunks(4500), 2);
+    }
+
+    #[test]
+    fn records_survive_json_and_differ_by_id() {
+        let a = record(7);
+        let text = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), a);
+        assert_ne!(record(9), a);
+        assert_eq!(record(7), a);
+        // Ids of threads and rounds never meet.
+        let mut all: Vec<u64> = (0..3)
+            .flat_map(|t| (0..2).flat_map(move |r| ids(t, r, 100, 3)))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 600);
+    }
 }

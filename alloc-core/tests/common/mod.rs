@@ -70,6 +70,9 @@ unsafe impl PageSource for StdSource {
             live.insert(start, (layout, len - size));
         }
     }
+    fn yield_now(&self) {
+        std::thread::yield_now()
+    }
     unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
         if cfg!(miri) {
             // Under Miri, zeroing MiBs at every purge would dominate the run: report the

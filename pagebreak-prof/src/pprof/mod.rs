@@ -73,7 +73,7 @@ pub fn build(profile: &Profile, view: View) -> proto::Profile {
     let mut functions: Vec<proto::Function> = Vec::new();
     let mut function_ids: HashMap<(String, Option<String>), u64> = HashMap::new();
     let mut locations: Vec<proto::Location> = Vec::new();
-    let mut location_ids: HashMap<u64, u64> = HashMap::new();
+    let mut location_ids: HashMap<(u64, usize), u64> = HashMap::new();
     let mut mapping_symbolized: HashMap<usize, bool> = HashMap::new();
     let mut samples = Vec::new();
     let mut unknown_location: Option<u64> = None;
@@ -121,9 +121,15 @@ pub fn build(profile: &Profile, view: View) -> proto::Profile {
             });
             location_id.push(id);
         }
-        for &address in &stack.addresses {
+        for (depth, &address) in stack.addresses.iter().enumerate() {
+            // The leaf may hide inlined allocator frames: a location of its own then.
+            let skip = if depth == 0 {
+                stack.leaf_inlined_skip
+            } else {
+                0
+            };
             let next_id = locations.len() as u64 + 1;
-            let id = *location_ids.entry(address).or_insert(next_id);
+            let id = *location_ids.entry((address, skip)).or_insert(next_id);
             if id == next_id {
                 let r = &profile.resolved[&address];
                 let mapping_id = match r.mapping {
@@ -137,8 +143,7 @@ pub fn build(profile: &Profile, view: View) -> proto::Profile {
                     }
                     None => 0,
                 };
-                let line = r
-                    .frames
+                let line = r.frames[skip..]
                     .iter()
                     .map(|f| {
                         let key = (f.function.clone(), f.file.clone());
