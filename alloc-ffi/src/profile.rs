@@ -212,6 +212,12 @@ extern "C" fn on_signal(_signal: c_int) {
     unsafe { *libc::__errno_location() = saved };
 }
 
+/// In a child after `fork`: a dump another thread of the parent was writing does not go
+/// on here, so the child may write its own.
+pub(crate) fn after_fork_child() {
+    DUMPING.store(false, Ordering::Relaxed);
+}
+
 /// An allocation failed: dump (at most once a second), the profile people need most.
 pub(crate) fn on_oom() {
     if !enabled() {

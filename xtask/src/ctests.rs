@@ -65,7 +65,7 @@ pub fn bin_dir() -> PathBuf {
         .join("bin")
 }
 
-fn tests_dir() -> PathBuf {
+pub fn tests_dir() -> PathBuf {
     cmd::root().join("tests").join("c")
 }
 

@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask <command>` (the alias lives in .cargo/config.toml).
 
+mod aarch64;
 mod abi;
 mod bench;
 mod build;
@@ -29,7 +30,10 @@ commands:
         build, then run PROGRAM with libpagebreak.so in LD_PRELOAD
   test [--keep-going]
         everything: cargo test, Miri on alloc-core, the C tests and real
-        programs under both backends
+        programs under both backends, the aarch64 tests under qemu
+  aarch64 [--keep-going]
+        only the aarch64 tests: cross-built, run under qemu-aarch64 at 4, 16 and
+        64 KiB pages (needs qemu-user, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross)
   ctest [--backend mmap|brk|glibc] [NAME...]
         only the C tests in tests/c (glibc: without preload, to check the tests)
   cpp [--backend mmap|brk|glibc] [NAME...]
@@ -77,6 +81,7 @@ fn main() {
         "test" => test::main(rest),
         "ctest" => ctests::main(rest),
         "cpp" => cpp::main(rest),
+        "aarch64" => aarch64::main(rest),
         "bench" => bench::main(rest),
         "fastpath" => fastpath::main(rest),
         "misuse" => misuse::main(rest),
