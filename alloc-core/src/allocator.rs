@@ -23,7 +23,7 @@ use crate::span_cache::{SpanCache, Work};
 use crate::stats::{SourceCounters, Stats};
 use crate::util::{align_up, SpinLock};
 use crate::view::SegmentView;
-use crate::{PAGE_SIZE, SEGMENT_SIZE};
+use crate::SEGMENT_SIZE;
 
 /// Bytes before a large block: its segment header. 128 keeps large blocks 128-byte aligned.
 pub(crate) const LARGE_HEADER: usize = 128;
@@ -165,9 +165,10 @@ impl<S: PageSource> Allocator<S> {
         while pool.free.is_null() {
             // Carve 16 more heaps from a fresh span, asking the source with no lock held.
             drop(pool);
-            let size = align_up(core::mem::size_of::<Heap>() * 16, PAGE_SIZE).unwrap_or(PAGE_SIZE);
-            // SAFETY: size is a page multiple, PAGE_SIZE a valid alignment.
-            let Ok(span) = (unsafe { self.source.alloc(size, PAGE_SIZE) }) else {
+            let page = self.source.page_size();
+            let size = align_up(core::mem::size_of::<Heap>() * 16, page).unwrap_or(page);
+            // SAFETY: size is a page multiple, the page size a valid alignment.
+            let Ok(span) = (unsafe { self.source.alloc(size, page) }) else {
                 return ptr::null_mut();
             };
             self.add_reserved(size);
@@ -175,7 +176,7 @@ impl<S: PageSource> Allocator<S> {
             let count = size / core::mem::size_of::<Heap>();
             for i in 0..count {
                 // SAFETY: heap i lies inside the fresh span, properly aligned (Heap's
-                // alignment divides PAGE_SIZE and its size).
+                // alignment divides the page size and its size).
                 unsafe {
                     let heap = span
                         .ptr
@@ -601,7 +602,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             let offset = (*hdr).block_offset;
             let old_size = (*hdr).span_size;
-            let new_size = align_up(offset.checked_add(size)?, PAGE_SIZE)?;
+            let new_size = align_up(offset.checked_add(size)?, self.source.page_size())?;
             // An arena's list links the header, which is about to move.
             let owner = (*hdr).owner as *mut Heap;
             if !owner.is_null() {
@@ -726,7 +727,7 @@ impl<S: PageSource> Allocator<S> {
                 return self.guarded.usable_size(p, call);
             }
             let hdr = self.large_header(p, entry, call);
-            large_usable(&*hdr)
+            large_usable(&*hdr, self.source.page_size())
         }
     }
 
@@ -811,7 +812,7 @@ impl<S: PageSource> Allocator<S> {
         // make that at most 4x of address space, never of memory touched.)
         let Some(span_size) = offset
             .checked_add(size)
-            .and_then(|n| align_up(n, PAGE_SIZE))
+            .and_then(|n| align_up(n, self.source.page_size()))
         else {
             return ptr::null_mut();
         };
@@ -876,7 +877,7 @@ impl<S: PageSource> Allocator<S> {
             if span.zeroed {
                 // Purged but for the header page (see `purge_cached`): zero that page too.
                 // SAFETY: the span is ours and at least a page long.
-                unsafe { ptr::write_bytes(span.ptr, 0, PAGE_SIZE) };
+                unsafe { ptr::write_bytes(span.ptr, 0, self.source.page_size()) };
             }
             return Some(span);
         }
@@ -927,11 +928,12 @@ impl<S: PageSource> Allocator<S> {
     ///
     /// The span is out of the cache and unused.
     unsafe fn purge_cached(&self, ptr: *mut u8, size: usize) -> bool {
-        if size <= PAGE_SIZE {
+        let page = self.source.page_size();
+        if size <= page {
             return false;
         }
         // SAFETY: per the contract; the range is page-aligned and inside the span.
-        unsafe { self.source.purge(ptr.add(PAGE_SIZE), size - PAGE_SIZE) }
+        unsafe { self.source.purge(ptr.add(page), size - page) }
     }
 
     /// Purge the oldest cached spans now if the cache holds more than its resident cap.
@@ -1270,13 +1272,14 @@ impl<S: PageSource> Allocator<S> {
         stats.heaps = c.heaps.load(Ordering::Relaxed);
         stats.abandoned_segments = self.abandoned_count.load(Ordering::Relaxed);
         stats.cached_resident = self.cache.lock(&self.source).resident;
+        stats.guarded = self.guarded.stats();
         stats
     }
 }
 
-/// Bytes usable in a large block: the request rounded up to whole pages.
-fn large_usable(hdr: &SegmentHeader) -> usize {
-    let end = align_up(hdr.block_offset + hdr.requested, PAGE_SIZE).unwrap_or(hdr.span_size);
+/// Bytes usable in a large block: the request rounded up to whole pages of `page` bytes.
+fn large_usable(hdr: &SegmentHeader, page: usize) -> usize {
+    let end = align_up(hdr.block_offset + hdr.requested, page).unwrap_or(hdr.span_size);
     end.min(hdr.span_size) - hdr.block_offset
 }
 

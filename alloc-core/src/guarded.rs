@@ -1,8 +1,8 @@
 //! Guarded blocks: a fixed pool of slots where a sampled allocation gets page(s) of its own,
 //! against an inaccessible guard page, and stays inaccessible for a while after it is freed.
 //! An overflow, an underflow (left-aligned mode) or a use after free then faults at the
-//! offending instruction; the embedder's fault handler asks [`Allocator::guarded_fault`] what
-//! the address was.
+//! offending instruction; the embedder's fault handler asks
+//! [`Allocator::guarded_fault`](crate::Allocator::guarded_fault) what the address was.
 //!
 //! # Layout
 //!
@@ -40,7 +40,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 use crate::checks::{report, Call, Misuse, MisuseKind};
 use crate::segment_map::{SegmentMap, GUARDED};
-use crate::source::{PageSource, PAGE_SIZE};
+use crate::source::PageSource;
 use crate::util::{align_up, SpinLock};
 use crate::{SEGMENT_SHIFT, SEGMENT_SIZE};
 
@@ -229,6 +229,8 @@ struct Geometry {
     max_size: usize,
     left: bool,
     records: *const SlotRecord,
+    /// The source's page size: the unit of protection.
+    page: usize,
 }
 
 impl Geometry {
@@ -247,7 +249,7 @@ impl Geometry {
     /// Whether `addr` lies in the slots' part of the span (guards included).
     fn in_slots(&self, addr: usize) -> bool {
         let start = self.span as usize + self.first;
-        addr >= start && addr < start + self.slots * self.stride + PAGE_SIZE
+        addr >= start && addr < start + self.slots * self.stride + self.page
     }
 
     /// The slot whose data region or leading guard region holds `addr` (the last guard page
@@ -259,9 +261,9 @@ impl Geometry {
 
     /// The pages `[lo, hi)` (span offsets) a block at span offset `off` of `usable` bytes
     /// touches.
-    fn pages_of(off: usize, usable: usize) -> (usize, usize) {
-        let lo = off & !(PAGE_SIZE - 1);
-        let hi = (off + usable + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    fn pages_of(&self, off: usize, usable: usize) -> (usize, usize) {
+        let lo = off & !(self.page - 1);
+        let hi = (off + usable + self.page - 1) & !(self.page - 1);
         (lo, hi)
     }
 }
@@ -350,6 +352,7 @@ impl GuardedPool {
                 max_size: 0,
                 left: false,
                 records: ptr::null(),
+                page: crate::PAGE_SIZE,
             }),
             queue: SpinLock::new(SlotQueue {
                 ring: ptr::null_mut(),
@@ -412,7 +415,8 @@ impl GuardedPool {
         map: &SegmentMap,
         config: GuardedConfig,
     ) -> bool {
-        let data_bytes = config.max_size.next_power_of_two().max(PAGE_SIZE);
+        let page = source.page_size();
+        let data_bytes = config.max_size.next_power_of_two().max(page);
         let stride = 2 * data_bytes;
         let meta = config.slots * (core::mem::size_of::<SlotRecord>() + 4);
         // The span is SEGMENT_SIZE-aligned and stride divides it: slots start stride-aligned.
@@ -420,8 +424,7 @@ impl GuardedPool {
             return false;
         };
         // Whole 4 MiB chunks: the map marks chunks, and no other block may share one.
-        let Some(span_size) = align_up(first + config.slots * stride + PAGE_SIZE, SEGMENT_SIZE)
-        else {
+        let Some(span_size) = align_up(first + config.slots * stride + page, SEGMENT_SIZE) else {
             return false;
         };
         // SAFETY: a non-zero page multiple, aligned to SEGMENT_SIZE.
@@ -502,6 +505,7 @@ impl GuardedPool {
                 max_size: config.max_size,
                 left: config.left_aligned,
                 records,
+                page,
             };
         }
         true
@@ -542,7 +546,7 @@ impl GuardedPool {
         } else {
             data + g.data_bytes - usable
         };
-        let (lo, hi) = Geometry::pages_of(off, usable);
+        let (lo, hi) = g.pages_of(off, usable);
         // SAFETY: [lo, hi) is inside the slot's data region of our span, page-aligned.
         if !unsafe { source.protect(g.span.add(lo), hi - lo, true) } {
             self.queue.lock(source).push(slot as u32);
@@ -615,7 +619,7 @@ impl GuardedPool {
         let frames = capture(&mut stack);
         SlotRecord::store_stack(&record.free_stack, &record.free_len, &stack[..frames]);
         let off = p as usize - g.span as usize;
-        let (lo, hi) = Geometry::pages_of(off, record.usable.load(Ordering::Relaxed));
+        let (lo, hi) = g.pages_of(off, record.usable.load(Ordering::Relaxed));
         // SAFETY: the block's pages, in our span; the block is dead (we won the free).
         unsafe {
             let zeroed = source.purge(g.span.add(lo), hi - lo);

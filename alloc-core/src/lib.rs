@@ -63,7 +63,7 @@ pub use checks::{Call, Misuse, MisuseKind};
 pub use guarded::{FaultKind, GuardedBlock, GuardedConfig, GuardedFault, GuardedStats};
 pub use heap::{EmptyHeap, Heap};
 pub use sampling::{SampleHooks, SAMPLE_GUARD, SAMPLE_PROFILE};
-pub use source::{PageSource, SourceError, Span, PAGE_SIZE};
+pub use source::{PageSource, SourceError, Span, MAX_PAGE_SIZE, PAGE_SIZE};
 pub use static_source::StaticSource;
 pub use stats::{SourceCounters, Stats};
 pub use util::{SpinGuard, SpinLock};

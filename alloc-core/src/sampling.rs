@@ -17,7 +17,7 @@
 //! # A home `free` already sends to its cold path
 //!
 //! Profiled blocks up to [`HOME_MAX`] live in *sample segments*: 4 MiB segments whose chunk
-//! entry in the segment map is [`SAMPLED`](crate::segment_map::SAMPLED), so `free` sends them
+//! entry in the segment map is [`SAMPLED`], so `free` sends them
 //! down the path it takes for every non-page entry, and freeing an unsampled block pays
 //! nothing. One 64 KiB slot per block, at the slot's start (aligned to 64 KiB). Bigger ones
 //! are large blocks whose header names the sample. Guarded blocks go to the embedder's pool

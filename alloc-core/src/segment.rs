@@ -25,6 +25,8 @@ pub(crate) const SMALL_PAGE_SHIFT: u32 = 16;
 pub(crate) const MEDIUM_PAGE_SHIFT: u32 = 19;
 /// Page slots per segment at the small page size; slot 0 holds the header.
 pub(crate) const MAX_SLOTS: usize = SEGMENT_SIZE >> SMALL_PAGE_SHIFT;
+// Slots purge as whole pages of any page size a source may report.
+const _: () = assert!(crate::MAX_PAGE_SIZE <= 1 << SMALL_PAGE_SHIFT);
 
 /// The prefix every segment header shares.
 #[repr(C)]

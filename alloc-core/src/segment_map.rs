@@ -2,8 +2,9 @@
 //!
 //! `free(p)` must reject a pointer we never handed out *before* it reads anything at
 //! `p & !SEGMENT_MASK` (that address may not be mapped). The map answers with two dependent
-//! loads: a 512-entry top table (one per 256 GiB of the 47-bit user address space) and a
-//! 64 KiB leaf of one byte per chunk, allocated from the page source on first use.
+//! loads: a top table (one entry per 256 GiB of the user address space: 512 for x86-64's 47
+//! bits, 1024 for aarch64's 48) and a 64 KiB leaf of one byte per chunk, allocated from the
+//! page source on first use.
 //!
 //! A byte is 0 for "not ours"; [`PAGES_64K`] or [`PAGES_512K`] for a page segment starting
 //! here, with its slot size (so `free` finds the page without reading the segment header);
@@ -17,9 +18,15 @@ use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use crate::source::PageSource;
 use crate::SEGMENT_SHIFT;
 
+/// User address bits: x86-64 Linux maps below 2^47 (5-level paging only above it on request);
+/// aarch64 Linux below 2^48 (52-bit only on request), and its mmap starts near the top.
+#[cfg(not(target_arch = "aarch64"))]
 const ADDRESS_BITS: usize = 47;
+#[cfg(target_arch = "aarch64")]
+const ADDRESS_BITS: usize = 48;
 const LEAF_BITS: usize = 16;
 const LEAF_BYTES: usize = 1 << LEAF_BITS;
+const _: () = assert!(LEAF_BYTES.is_multiple_of(crate::MAX_PAGE_SIZE));
 const TOP_ENTRIES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT - LEAF_BITS);
 
 /// Map entry: a page segment with 64 KiB slots (small and large pages) starts here.
@@ -111,8 +118,9 @@ impl SegmentMap {
         };
         let mut leaf = self.top[top].load(Ordering::Acquire);
         if leaf == zero_leaf() {
-            // SAFETY: LEAF_BYTES is a page multiple and PAGE_SIZE a valid alignment.
-            let Ok(span) = (unsafe { source.alloc(LEAF_BYTES, crate::PAGE_SIZE) }) else {
+            // SAFETY: LEAF_BYTES (64 KiB) is a multiple of every page size (MAX_PAGE_SIZE at
+            // most), and the page size a valid alignment.
+            let Ok(span) = (unsafe { source.alloc(LEAF_BYTES, source.page_size()) }) else {
                 return false;
             };
             if !span.zeroed {
@@ -155,5 +163,30 @@ impl SegmentMap {
 impl Default for SegmentMap {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StaticSource;
+
+    #[test]
+    fn the_whole_user_address_space_maps() {
+        static SOURCE: StaticSource<{ 1 << 20 }> = StaticSource::new();
+        let map = SegmentMap::new();
+        // The lowest and the highest chunk a process can map (aarch64 Linux hands out
+        // addresses just below 2^48 first).
+        let top = (1usize << ADDRESS_BITS) - (1 << SEGMENT_SHIFT);
+        for addr in [1 << SEGMENT_SHIFT, top] {
+            assert!(map.set(&SOURCE, addr + 100, PAGES_64K));
+            assert_eq!(map.get(addr), PAGES_64K);
+            map.clear(addr);
+            assert_eq!(map.get(addr), 0);
+        }
+        assert_eq!(map.get(1 << ADDRESS_BITS), 0);
+        if cfg!(target_arch = "aarch64") {
+            assert!(top >= 0xffff_0000_0000);
+        }
     }
 }

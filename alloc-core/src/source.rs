@@ -4,8 +4,13 @@
 //!
 //! A [`PageSource`] hands out *spans*: ranges of readable, writable memory.
 //!
+//! * **Page size.** [`page_size`](PageSource::page_size) is the source's page: a power of two
+//!   from [`PAGE_SIZE`] (4 KiB, the default) to [`MAX_PAGE_SIZE`] (64 KiB, the core's smallest
+//!   page slot), fixed for the source's lifetime. An OS source reports the kernel's (aarch64
+//!   kernels use 4, 16 or 64 KiB). Every size, alignment and address below that says "page"
+//!   means a multiple of *this* size; the core reads it only on cold paths.
 //! * **Size and alignment.** `alloc(size, align)` is called with `size` a non-zero multiple of
-//!   [`PAGE_SIZE`] (4 KiB) and `align` a power of two with `PAGE_SIZE <= align`. The core asks
+//!   the page size and `align` a power of two no smaller than the page size. The core asks
 //!   for spans aligned to [`SEGMENT_SIZE`](crate::SEGMENT_SIZE) (4 MiB) or more, because it finds
 //!   a block's metadata by masking the block's address. The returned span starts at a multiple
 //!   of `align` and is exactly `size` bytes long.
@@ -32,8 +37,13 @@
 //! * **Statics.** Sources offer `const fn` constructors so an allocator can live in a
 //!   `static` with no run-time initialisation.
 
-/// Granularity of every span size and of purging: the x86-64 base page.
+/// The smallest page a source may report, and the default of
+/// [`PageSource::page_size`]: the x86-64 base page (and the usual aarch64 one).
 pub const PAGE_SIZE: usize = 4096;
+
+/// The largest page a source may report: the core's smallest page slot (64 KiB), so slots
+/// stay whole pages that purge on their own. Covers aarch64's 16 KiB and 64 KiB kernels.
+pub const MAX_PAGE_SIZE: usize = 64 << 10;
 
 /// Memory handed out by a [`PageSource`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +78,8 @@ pub unsafe trait PageSource: Sync {
     ///
     /// # Safety
     ///
-    /// `size` is a non-zero multiple of [`PAGE_SIZE`]; `align` is a power of two, at least
-    /// [`PAGE_SIZE`].
+    /// `size` is a non-zero multiple of [`page_size`](Self::page_size); `align` is a power of
+    /// two, at least the page size.
     unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError>;
 
     /// Give back `size` bytes at `ptr` for good.
@@ -87,6 +97,12 @@ pub unsafe trait PageSource: Sync {
     ///
     /// `ptr` and `size` are page-aligned and inside a live span; nothing in the range is in use.
     unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool;
+
+    /// The granularity of spans and purges (see the module's contract): a power of two from
+    /// [`PAGE_SIZE`] to [`MAX_PAGE_SIZE`], the same on every call.
+    fn page_size(&self) -> usize {
+        PAGE_SIZE
+    }
 
     /// Move a whole span to a larger (or smaller) one of `new_size` bytes aligned to `align`,
     /// keeping its contents, without copying if the source can (Linux: `mremap` moves the
@@ -168,6 +184,9 @@ unsafe impl<S: PageSource + ?Sized> PageSource for &S {
     unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
         // SAFETY: forwarded unchanged.
         unsafe { (**self).purge(ptr, size) }
+    }
+    fn page_size(&self) -> usize {
+        (**self).page_size()
     }
     unsafe fn remap(
         &self,

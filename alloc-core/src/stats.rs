@@ -32,6 +32,8 @@ pub struct Stats {
     pub cached_resident: usize,
     /// Live blocks per size class (index: class, see [`class_size`](crate::size_class::class_size)).
     pub class_live: [usize; NUM_CLASSES],
+    /// The guarded pool's counters (all zero when it is off).
+    pub guarded: crate::guarded::GuardedStats,
 }
 
 impl Default for Stats {
@@ -50,6 +52,12 @@ impl Default for Stats {
             abandoned_segments: 0,
             cached_resident: 0,
             class_live: [0; NUM_CLASSES],
+            guarded: crate::guarded::GuardedStats {
+                slots: 0,
+                allocated: 0,
+                live: 0,
+                pool_full: 0,
+            },
         }
     }
 }

@@ -14,7 +14,7 @@ use alloc_core::{
     Allocator, FaultKind, GuardedConfig, Heap, PageSource, SourceError, Span, StaticSource,
     PAGE_SIZE,
 };
-use common::StdSource;
+use common::{PagedSource, StdSource};
 
 /// StdSource whose `protect` records the state of each page (absent: accessible).
 struct ProtSource {
@@ -337,4 +337,37 @@ fn wild_access_between_unused_slots() {
     let fault = alloc.guarded_fault(far).unwrap();
     assert_eq!(fault.kind, FaultKind::Wild);
     assert!(fault.block.is_none());
+}
+
+/// 16 and 64 KiB pages (aarch64 kernels): protection in whole pages of the source's size,
+/// blocks still against the guard.
+#[test]
+fn guarded_blocks_on_large_pages() {
+    for page in [16 << 10, 64 << 10] {
+        let source = PagedSource::new(page);
+        let alloc = Allocator::new(&source);
+        assert!(alloc.enable_guarded(small(16)));
+        let heap = alloc.new_heap();
+        // SAFETY: blocks are used within their usable size and freed once.
+        unsafe {
+            for (size, align) in [(1, 16), (100, 16), (5000, 16), (16384, 16), (10, 4096)] {
+                let p = alloc.guarded_alloc(size, align, false);
+                assert!(!p.is_null(), "page {page}: {size}/{align}");
+                let usable = alloc.usable_size(p);
+                assert!(usable >= size && (p as usize).is_multiple_of(align));
+                assert_eq!(
+                    (p as usize + usable) % page,
+                    0,
+                    "block ends on the guard page"
+                );
+                p.write_bytes(0xcd, usable);
+                let fault = alloc.guarded_fault(p as usize + usable).unwrap();
+                assert_eq!(fault.kind, FaultKind::Overflow);
+                alloc.free(heap, p);
+            }
+            alloc.retire_heap(heap);
+        }
+        let bad = source.violations();
+        assert!(bad.is_empty(), "page {page}: {bad:?}");
+    }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use alloc_core::{Allocator, PageSource, StaticSource};
-use common::{check_prefix, Rng, Shadow, StdSource};
+use common::{check_prefix, PagedSource, Rng, Shadow, StdSource};
 
 #[cfg(miri)]
 const OPS: usize = 150;
@@ -156,5 +156,44 @@ fn model_on_std_source_many_seeds() {
         }
         let stats = alloc.stats();
         assert_eq!(stats.allocated, 0, "seed {seed}: {stats:?}");
+    }
+}
+
+/// 16 KiB and 64 KiB pages (aarch64 kernels): the same model, on a source that reports them
+/// and records any size, alignment or address that is not a whole number of its pages.
+#[test]
+fn model_on_large_pages() {
+    let seeds: &[u64] = if cfg!(miri) { &[11] } else { &[5] };
+    let pages: &[usize] = if cfg!(miri) {
+        &[16 << 10]
+    } else {
+        &[16 << 10, 64 << 10]
+    };
+    for &page in pages {
+        for &seed in seeds {
+            let source = PagedSource::new(page);
+            let alloc = Allocator::new(&source);
+            let profile = Profile {
+                ops: OPS,
+                max_large: 6 << 20,
+                max_align_shift: 24,
+                max_live: 1500,
+            };
+            run_model(&alloc, seed, &profile);
+            let heap = alloc.new_heap();
+            // SAFETY: fresh heap, ours.
+            unsafe {
+                alloc.trim(heap);
+                alloc.retire_heap(heap);
+            }
+            assert_eq!(alloc.stats().allocated, 0, "page {page}, seed {seed}");
+            let bad = source.violations();
+            assert!(
+                bad.is_empty(),
+                "page {page}, seed {seed}: {} calls off the page grid, first: {}",
+                bad.len(),
+                bad[0]
+            );
+        }
     }
 }

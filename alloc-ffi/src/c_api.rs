@@ -5,7 +5,7 @@
 use core::ffi::{c_int, c_void};
 use core::ptr;
 
-use alloc_core::{Call, PAGE_SIZE};
+use alloc_core::Call;
 
 use crate::selected as inst;
 
@@ -133,14 +133,15 @@ pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// `valloc(3)`: page-aligned.
 #[no_mangle]
 pub extern "C" fn valloc(size: usize) -> *mut c_void {
-    fail_enomem(aligned(PAGE_SIZE, size))
+    fail_enomem(aligned(inst::page_size(), size))
 }
 
 /// `pvalloc(3)`: page-aligned, size rounded up to whole pages (at least one).
 #[no_mangle]
 pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    match size.max(1).checked_add(PAGE_SIZE - 1) {
-        Some(n) => fail_enomem(aligned(PAGE_SIZE, n & !(PAGE_SIZE - 1))),
+    let page = inst::page_size();
+    match size.max(1).checked_add(page - 1) {
+        Some(n) => fail_enomem(aligned(page, n & !(page - 1))),
         None => fail_enomem(ptr::null_mut()),
     }
 }

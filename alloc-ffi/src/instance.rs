@@ -22,22 +22,24 @@ macro_rules! define_instance {
             pub static ALLOC: Allocator<$source> = Allocator::new($init);
             static EMPTY_HEAP: EmptyHeap = EmptyHeap::new();
 
-            // The thread's heap pointer. On x86-64 Linux it is a TLS slot defined in assembly
-            // and read with the initial-exec model (one %fs-relative load, like mimalloc's
-            // preload build): Rust's `thread_local!` in a cdylib compiles to the
-            // general-dynamic model, a `__tls_get_addr` call on every malloc and free (about
-            // 12% of a malloc/free-heavy run). The slot starts out pointing at the
-            // empty heap, so first use registers nothing and allocates nothing.
-            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            // The thread's heap pointer. On x86-64 and aarch64 Linux it is a TLS slot defined
+            // in assembly and read with the initial-exec model (x86-64: one %fs-relative load;
+            // aarch64: a GOT load and a tpidr_el0-relative load), like mimalloc's preload
+            // build: Rust's `thread_local!` in a cdylib compiles to the general-dynamic model,
+            // a `__tls_get_addr` call (x86-64, about 12% of a malloc/free-heavy run) or a TLS
+            // descriptor call (aarch64, `blr` to the resolver) on every malloc and free. The
+            // slot starts out pointing at the empty heap, so first use registers nothing and
+            // allocates nothing. (`%progbits`/`%object`: `@` starts a comment on aarch64.)
+            #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_os = "linux"))]
             mod slot {
                 use alloc_core::Heap;
 
                 core::arch::global_asm!(
-                    ".pushsection .tdata,\"awT\",@progbits",
+                    ".pushsection .tdata,\"awT\",%progbits",
                     ".balign 8",
                     concat!(".globl pagebreak_heap_", $backend),
                     concat!(".hidden pagebreak_heap_", $backend),
-                    concat!(".type pagebreak_heap_", $backend, ",@object"),
+                    concat!(".type pagebreak_heap_", $backend, ",%object"),
                     concat!(".size pagebreak_heap_", $backend, ", 8"),
                     concat!("pagebreak_heap_", $backend, ":"),
                     ".quad {empty_heap}",
@@ -45,6 +47,7 @@ macro_rules! define_instance {
                     empty_heap = sym super::EMPTY_HEAP,
                 );
 
+                #[cfg(target_arch = "x86_64")]
                 #[inline(always)]
                 pub(super) fn get() -> *mut Heap {
                     let heap: *mut Heap;
@@ -60,6 +63,7 @@ macro_rules! define_instance {
                     heap
                 }
 
+                #[cfg(target_arch = "x86_64")]
                 #[inline(always)]
                 pub(super) fn set(heap: *mut Heap) {
                     // SAFETY: writes this thread's slot.
@@ -73,9 +77,51 @@ macro_rules! define_instance {
                         );
                     }
                 }
+
+                // aarch64 initial-exec: the slot's offset from the thread pointer sits in the
+                // GOT (R_AARCH64_TLS_TPREL64, resolved once at load time).
+                #[cfg(target_arch = "aarch64")]
+                #[inline(always)]
+                pub(super) fn get() -> *mut Heap {
+                    let heap: *mut Heap;
+                    // SAFETY: reads this thread's slot (defined above, 8 bytes, initialised).
+                    unsafe {
+                        core::arch::asm!(
+                            concat!("adrp {h}, :gottprel:pagebreak_heap_", $backend),
+                            concat!("ldr {h}, [{h}, #:gottprel_lo12:pagebreak_heap_", $backend, "]"),
+                            "mrs {tp}, tpidr_el0",
+                            "ldr {h}, [{tp}, {h}]",
+                            h = out(reg) heap,
+                            tp = out(reg) _,
+                            options(nostack, preserves_flags, readonly, pure)
+                        );
+                    }
+                    heap
+                }
+
+                #[cfg(target_arch = "aarch64")]
+                #[inline(always)]
+                pub(super) fn set(heap: *mut Heap) {
+                    // SAFETY: writes this thread's slot.
+                    unsafe {
+                        core::arch::asm!(
+                            concat!("adrp {t}, :gottprel:pagebreak_heap_", $backend),
+                            concat!("ldr {t}, [{t}, #:gottprel_lo12:pagebreak_heap_", $backend, "]"),
+                            "mrs {tp}, tpidr_el0",
+                            "str {h}, [{tp}, {t}]",
+                            t = out(reg) _,
+                            tp = out(reg) _,
+                            h = in(reg) heap,
+                            options(nostack, preserves_flags)
+                        );
+                    }
+                }
             }
 
-            #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+            #[cfg(not(all(
+                any(target_arch = "x86_64", target_arch = "aarch64"),
+                target_os = "linux"
+            )))]
             mod slot {
                 use alloc_core::Heap;
                 use core::cell::Cell;
@@ -123,6 +169,11 @@ macro_rules! define_instance {
             #[inline(always)]
             pub fn heap() -> *mut Heap {
                 slot::get()
+            }
+
+            /// The page size of the source (the kernel's): `valloc` and `pvalloc` align to it.
+            pub fn page_size() -> usize {
+                alloc_core::PageSource::page_size(ALLOC.source())
             }
 
             /// The options read at start-up.

@@ -47,6 +47,13 @@ pub(crate) fn print_stats(stats: &Stats, backend: &str) {
         "  heaps          {:>12} live, {} abandoned segments",
         stats.heaps, stats.abandoned_segments
     ));
+    let g = &stats.guarded;
+    if g.slots != 0 {
+        line(format_args!(
+            "  guarded        {:>12} blocks ({} live in {} slots, {} sampled when full)",
+            g.allocated, g.live, g.slots, g.pool_full
+        ));
+    }
     line(format_args!(
         "  {:>10} {:>12} {:>14}",
         "class size", "live blocks", "live KiB"

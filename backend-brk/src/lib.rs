@@ -54,7 +54,7 @@ mod table;
 
 pub use table::FREE_SLOTS;
 
-use alloc_core::{PageSource, SourceError, Span, PAGE_SIZE};
+use alloc_core::{PageSource, SourceError, Span, MAX_PAGE_SIZE, PAGE_SIZE};
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -68,8 +68,14 @@ static BREAK_LOCK: SpinLock = SpinLock::new();
 /// `sbrk`'s failure value, `(void *)-1`.
 const SBRK_FAILED: usize = usize::MAX;
 
+/// The kernel's page size (4 KiB on x86-64; 4, 16 or 64 KiB on aarch64), within what the core
+/// supports. The break moves in whole pages of it, and only whole pages purge.
+fn page_size() -> usize {
+    os_glue::page_size().clamp(PAGE_SIZE, MAX_PAGE_SIZE)
+}
+
 fn page_up(x: usize) -> Option<usize> {
-    align_up(x, PAGE_SIZE)
+    align_up(x, page_size())
 }
 
 fn align_up(x: usize, align: usize) -> Option<usize> {
@@ -117,7 +123,7 @@ impl State {
         let new_break = prev + incr as usize;
         self.top = new_break;
         let base = page_up(prev).unwrap_or(new_break).min(new_break);
-        let limit = new_break & !(PAGE_SIZE - 1);
+        let limit = new_break & !(page_size() - 1);
         let fits =
             align_up(base, align).filter(|s| s.checked_add(size).is_some_and(|e| e <= limit));
         let Some(start) = fits else {
@@ -266,8 +272,8 @@ unsafe fn purge(ptr: *mut u8, size: usize) -> bool {
 // and stay below the break until released (we lower the break only past released memory).
 unsafe impl PageSource for BrkSource {
     unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
-        if size == 0 || size & (PAGE_SIZE - 1) != 0 || !align.is_power_of_two() || align < PAGE_SIZE
-        {
+        let page = page_size();
+        if size == 0 || size & (page - 1) != 0 || !align.is_power_of_two() || align < page {
             return Err(SourceError::InvalidRequest);
         }
         let mut st = self.state();
@@ -312,6 +318,10 @@ unsafe impl PageSource for BrkSource {
     unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
         // SAFETY: forwarded: the caller passes a page-aligned unused range inside a live span.
         unsafe { purge(ptr, size) }
+    }
+
+    fn page_size(&self) -> usize {
+        page_size()
     }
 
     unsafe fn protect(&self, ptr: *mut u8, size: usize, accessible: bool) -> bool {

@@ -1,15 +1,27 @@
 //! BrkSource against the PageSource contract, on the real program break, with other code
 //! (this test, glibc's malloc) moving the break too.
 
-use alloc_core::{PageSource, SourceError, Span, PAGE_SIZE};
+use alloc_core::{PageSource, SourceError, Span};
 use backend_brk::BrkSource;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
+
+/// The source's page: the kernel's (4 KiB on x86-64; 16 or 64 KiB on some aarch64 kernels,
+/// and under `qemu-aarch64 -p`).
+fn page() -> usize {
+    BrkSource::new().page_size()
+}
+
+#[test]
+fn page_size_is_the_kernels() {
+    // SAFETY: plain libc call.
+    let kernel = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    assert_eq!(page(), kernel);
+}
 
 /// The break is process-wide: tests that look at it take turns.
 fn serial() -> MutexGuard<'static, ()> {
@@ -57,7 +69,7 @@ fn disjoint(span: &Span, start: usize, len: usize) -> bool {
 }
 
 fn alloc(src: &BrkSource, size: usize, align: usize) -> Span {
-    // SAFETY: the tests pass page multiples and power-of-two alignments >= PAGE_SIZE.
+    // SAFETY: the tests pass page multiples and power-of-two alignments >= page().
     let span = unsafe { src.alloc(size, align) }.expect("alloc");
     assert_eq!(span.size, size);
     assert_eq!(span.ptr as usize % align, 0, "misaligned for {align:#x}");
@@ -73,8 +85,8 @@ fn release(src: &BrkSource, span: &Span) {
 fn spans_are_aligned_zeroed_and_writable() {
     let _s = serial();
     let src = BrkSource::new();
-    for align in [4 * KIB, 4 * MIB, 64 * MIB] {
-        for size in [PAGE_SIZE, 12 * PAGE_SIZE, 4 * MIB, 6 * MIB] {
+    for align in [page(), 4 * MIB, 64 * MIB] {
+        for size in [page(), 12 * page(), 4 * MIB, 6 * MIB] {
             let span = alloc(&src, size, align);
             assert!(span.zeroed);
             assert!(reads_zero(&span));
@@ -91,14 +103,14 @@ fn spans_are_aligned_zeroed_and_writable() {
 fn reuse_from_the_free_table_is_zeroed() {
     let _s = serial();
     let src = BrkSource::new();
-    let a = alloc(&src, 8 * PAGE_SIZE, PAGE_SIZE);
-    let b = alloc(&src, 8 * PAGE_SIZE, PAGE_SIZE);
+    let a = alloc(&src, 8 * page(), page());
+    let b = alloc(&src, 8 * page(), page());
     fill(&a, 1);
     fill(&b, 2);
     let before = src.free_bytes();
     release(&src, &a); // not at the top: purged into the table
     assert_eq!(src.free_bytes(), before + a.size);
-    let again = alloc(&src, 8 * PAGE_SIZE, PAGE_SIZE);
+    let again = alloc(&src, 8 * page(), page());
     assert!(again.ptr as usize >= a.ptr as usize && end(&again) <= end(&a) || again.ptr == a.ptr);
     assert!(again.zeroed);
     assert!(reads_zero(&again));
@@ -111,8 +123,8 @@ fn reuse_from_the_free_table_is_zeroed() {
 fn releasing_the_top_lowers_the_break() {
     let _s = serial();
     let src = BrkSource::new();
-    let a = alloc(&src, 64 * PAGE_SIZE, PAGE_SIZE);
-    let b = alloc(&src, 32 * PAGE_SIZE, PAGE_SIZE);
+    let a = alloc(&src, 64 * page(), page());
+    let b = alloc(&src, 32 * page(), page());
     assert_eq!(brk_now(), end(&b), "the break ends at our last span");
     fill(&a, 3);
     fill(&b, 4);
@@ -128,9 +140,9 @@ fn releasing_the_top_lowers_the_break() {
     assert_eq!(src.free_bytes(), 0);
 
     // A suffix at the top goes back on its own; the rest stays valid.
-    let c = alloc(&src, 16 * PAGE_SIZE, PAGE_SIZE);
+    let c = alloc(&src, 16 * page(), page());
     fill(&c, 5);
-    let keep = 4 * PAGE_SIZE;
+    let keep = 4 * page();
     // SAFETY: a page-aligned suffix of a live span.
     unsafe { src.release(c.ptr.add(keep), c.size - keep) };
     assert_eq!(brk_now(), c.ptr as usize + keep);
@@ -144,7 +156,7 @@ fn releasing_the_top_lowers_the_break() {
 fn foreign_sbrk_is_never_overlapped() {
     let _s = serial();
     let src = BrkSource::new();
-    let a = alloc(&src, 16 * PAGE_SIZE, PAGE_SIZE);
+    let a = alloc(&src, 16 * page(), page());
     fill(&a, 10);
 
     // Someone else moves the break by an odd amount and uses the memory.
@@ -156,7 +168,7 @@ fn foreign_sbrk_is_never_overlapped() {
     let foreign = unsafe { std::slice::from_raw_parts_mut(theirs as *mut u8, LEN) };
     foreign.fill(0xee);
 
-    let b = alloc(&src, 16 * PAGE_SIZE, PAGE_SIZE);
+    let b = alloc(&src, 16 * page(), page());
     let c = alloc(&src, 4 * MIB, 4 * MIB);
     for s in [&a, &b, &c] {
         assert!(
@@ -178,14 +190,14 @@ fn foreign_sbrk_is_never_overlapped() {
     check(&b, 11);
     release(&src, &b);
     assert!(brk_now() >= theirs + LEN);
-    assert!(brk_now() <= theirs + LEN + PAGE_SIZE);
+    assert!(brk_now() <= theirs + LEN + page());
     assert!(
         foreign.iter().all(|&x| x == 0xee),
         "foreign memory was touched"
     );
 
     // The table serves the old hole, below the foreign memory.
-    let d = alloc(&src, 16 * PAGE_SIZE, PAGE_SIZE);
+    let d = alloc(&src, 16 * page(), page());
     assert!(disjoint(&d, theirs, LEN));
     assert!(reads_zero(&d));
     release(&src, &d);
@@ -198,7 +210,7 @@ fn interleaved_foreign_sbrk_calls() {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for i in 0..32u64 {
-        let s = alloc(&src, (1 + i as usize % 4) * PAGE_SIZE, PAGE_SIZE);
+        let s = alloc(&src, (1 + i as usize % 4) * page(), page());
         fill(&s, i);
         ours.push((s, i));
         // Other code takes small, unaligned pieces of the break between our spans.
@@ -233,7 +245,7 @@ fn a_full_free_table_loses_address_space_only() {
     let _s = serial();
     let src = BrkSource::new();
     let n = 2 * backend_brk::FREE_SLOTS + 8;
-    let spans: Vec<Span> = (0..n).map(|_| alloc(&src, PAGE_SIZE, PAGE_SIZE)).collect();
+    let spans: Vec<Span> = (0..n).map(|_| alloc(&src, page(), page())).collect();
     spans
         .iter()
         .enumerate()
@@ -242,12 +254,12 @@ fn a_full_free_table_loses_address_space_only() {
     for s in spans.iter().step_by(2) {
         release(&src, s);
     }
-    assert_eq!(src.free_bytes(), backend_brk::FREE_SLOTS * PAGE_SIZE);
+    assert_eq!(src.free_bytes(), backend_brk::FREE_SLOTS * page());
     for (i, s) in spans.iter().enumerate().skip(1).step_by(2) {
         check(s, i as u64);
     }
     // Holes are reused and never overlap the live spans.
-    let again: Vec<Span> = (0..n).map(|_| alloc(&src, PAGE_SIZE, PAGE_SIZE)).collect();
+    let again: Vec<Span> = (0..n).map(|_| alloc(&src, page(), page())).collect();
     for a in &again {
         assert!(reads_zero(a));
         for s in spans.iter().skip(1).step_by(2) {
@@ -278,28 +290,25 @@ fn purge_keeps_the_range_and_zeroes_it() {
 fn out_of_memory_leaves_the_source_usable() {
     let _s = serial();
     let src = BrkSource::new();
-    let a = alloc(&src, PAGE_SIZE, PAGE_SIZE);
+    let a = alloc(&src, page(), page());
     let brk = brk_now();
     // SAFETY (all calls): the source must reject these without touching memory.
     unsafe {
         // 64 TiB cannot fit between the heap and the mmap area.
+        assert_eq!(src.alloc(64 << 40, page()), Err(SourceError::OutOfMemory));
         assert_eq!(
-            src.alloc(64 << 40, PAGE_SIZE),
-            Err(SourceError::OutOfMemory)
-        );
-        assert_eq!(
-            src.alloc(usize::MAX & !(PAGE_SIZE - 1), 4 * MIB),
+            src.alloc(usize::MAX & !(page() - 1), 4 * MIB),
             Err(SourceError::InvalidRequest)
         );
         assert_eq!(
-            src.alloc(PAGE_SIZE, 3 * PAGE_SIZE),
+            src.alloc(page(), 3 * page()),
             Err(SourceError::InvalidRequest)
         );
-        assert_eq!(src.alloc(0, PAGE_SIZE), Err(SourceError::InvalidRequest));
+        assert_eq!(src.alloc(0, page()), Err(SourceError::InvalidRequest));
     }
     assert_eq!(brk_now(), brk, "a failed request must not move the break");
-    assert_eq!(src.mapped_bytes(), PAGE_SIZE);
-    let b = alloc(&src, PAGE_SIZE, PAGE_SIZE);
+    assert_eq!(src.mapped_bytes(), page());
+    let b = alloc(&src, page(), page());
     assert_eq!(
         b.ptr as usize,
         end(&a),
@@ -317,7 +326,7 @@ fn fork_hooks_hold_the_lock() {
     static DONE: AtomicBool = AtomicBool::new(false);
     SRC.before_fork();
     let t = thread::spawn(|| {
-        let s = alloc(&SRC, PAGE_SIZE, PAGE_SIZE);
+        let s = alloc(&SRC, page(), page());
         DONE.store(true, Ordering::SeqCst);
         release(&SRC, &s);
     });
@@ -358,10 +367,9 @@ fn threads_get_disjoint_spans() {
                     if live.len() > 16 || (rng & 3 == 0 && !live.is_empty()) {
                         let (s, seed) = live.swap_remove(rng as usize % live.len());
                         check(&s, seed);
-                        if rng & 32 != 0 && s.size > PAGE_SIZE {
+                        if rng & 32 != 0 && s.size > page() {
                             // Give back a prefix now and the rest later.
-                            let cut =
-                                PAGE_SIZE * (1 + (rng >> 40) as usize % (s.size / PAGE_SIZE - 1));
+                            let cut = page() * (1 + (rng >> 40) as usize % (s.size / page() - 1));
                             // SAFETY: a page-aligned prefix of a live span.
                             unsafe { SRC.release(s.ptr, cut) };
                             let rest = Span {
@@ -378,10 +386,10 @@ fn threads_get_disjoint_spans() {
                     } else {
                         let align = match rng >> 60 {
                             0 => 4 * MIB,
-                            1..=3 => 64 * KIB,
-                            _ => PAGE_SIZE,
+                            1..=3 => 64 << 10,
+                            _ => page(),
                         };
-                        let size = (1 + (rng >> 8) as usize % 16) * PAGE_SIZE;
+                        let size = (1 + (rng >> 8) as usize % 16) * page();
                         let s = alloc(&SRC, size, align);
                         if s.zeroed {
                             assert!(reads_zero(&s), "span {s:?} claims zero but is not");

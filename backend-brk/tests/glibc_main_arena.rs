@@ -2,7 +2,7 @@
 //! does so between the calls of a `BrkSource` on the same thread: no span may overlap a glibc
 //! block, and both must keep their contents. Runs without the test harness, on the main thread.
 
-use alloc_core::{PageSource, Span, PAGE_SIZE};
+use alloc_core::{PageSource, Span};
 use backend_brk::BrkSource;
 
 fn brk_now() -> usize {
@@ -42,6 +42,8 @@ fn main() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
     }
     let src = BrkSource::new();
+    // The kernel's page (4 KiB on x86-64; 16 or 64 KiB under `qemu-aarch64 -p`).
+    let page = src.page_size();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut ours: Vec<(Span, u64)> = Vec::with_capacity(64);
     let mut theirs: Vec<(usize, usize, u8)> = Vec::with_capacity(64);
@@ -51,9 +53,9 @@ fn main() {
         let r = rng.next();
         match r % 4 {
             0 if ours.len() < 48 => {
-                let size = (1 + (r >> 8) as usize % 32) * PAGE_SIZE;
-                let align = if r >> 60 == 0 { 4 << 20 } else { PAGE_SIZE };
-                // SAFETY: a page multiple and a power-of-two alignment >= PAGE_SIZE.
+                let size = (1 + (r >> 8) as usize % 32) * page;
+                let align = if r >> 60 == 0 { 4 << 20 } else { page };
+                // SAFETY: a page multiple and a power-of-two alignment >= page.
                 let span = unsafe { src.alloc(size, align) }.expect("brk alloc");
                 assert_eq!(span.ptr as usize % align, 0);
                 let (s, e) = (span.ptr as usize, span.ptr as usize + size);

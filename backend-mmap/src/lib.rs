@@ -4,13 +4,16 @@
 //! pages are committed on first touch). Alignment costs nothing when the kernel happens to place
 //! the map on an aligned address, which is common: it stacks new maps right below the previous
 //! ones, so spans whose size is a multiple of their alignment stay aligned. Otherwise the span
-//! is over-mapped by `align - PAGE_SIZE` and the unaligned head and tail are unmapped.
+//! is over-mapped by `align - page` and the unaligned head and tail are unmapped.
+//!
+//! Pages are the kernel's (4 KiB on x86-64; 4, 16 or 64 KiB on aarch64), read once from the
+//! auxiliary vector and reported to the core through [`PageSource::page_size`].
 //!
 //! Runs inside `malloc`: no allocation, no locks, only `libc` calls.
 
 #![no_std]
 
-use alloc_core::{PageSource, SourceError, Span, PAGE_SIZE};
+use alloc_core::{PageSource, SourceError, Span, MAX_PAGE_SIZE, PAGE_SIZE};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -59,6 +62,12 @@ impl Default for MmapSource {
     }
 }
 
+/// The kernel's page size, within what the core supports (a larger page would make partial
+/// unmaps and purges fail, which costs memory but never correctness).
+fn page_size() -> usize {
+    os_glue::page_size().clamp(PAGE_SIZE, MAX_PAGE_SIZE)
+}
+
 /// Map `len` bytes of fresh anonymous memory anywhere; `None` if the kernel refuses.
 fn map(len: usize) -> Option<usize> {
     // SAFETY: an anonymous mapping with a null hint creates new memory and touches no existing
@@ -99,15 +108,15 @@ unsafe fn unmap(addr: usize, len: usize) {
 // stays mapped until `release` unmaps it.
 unsafe impl PageSource for MmapSource {
     unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
-        if size == 0 || size & (PAGE_SIZE - 1) != 0 || !align.is_power_of_two() || align < PAGE_SIZE
-        {
+        let page = page_size();
+        if size == 0 || size & (page - 1) != 0 || !align.is_power_of_two() || align < page {
             return Err(SourceError::InvalidRequest);
         }
         let over = size
-            .checked_add(align - PAGE_SIZE)
+            .checked_add(align - page)
             .ok_or(SourceError::InvalidRequest)?;
 
-        // Optimistic: an exact-size map is often already aligned (always for 4 KiB).
+        // Optimistic: an exact-size map is often already aligned (always for one page).
         let mut start = map(size).ok_or(SourceError::OutOfMemory)?;
         if start & (align - 1) != 0 {
             // SAFETY: we just mapped it and nobody has seen it.
@@ -116,7 +125,7 @@ unsafe impl PageSource for MmapSource {
             start = (base + align - 1) & !(align - 1);
             let head = start - base;
             // SAFETY: head and tail are the parts of our fresh map outside the aligned span;
-            // `start + size <= base + over` because `head <= align - PAGE_SIZE`.
+            // `start + size <= base + over` because `head <= align - page`.
             unsafe {
                 unmap(base, head);
                 unmap(start + size, over - head - size);
@@ -156,7 +165,8 @@ unsafe impl PageSource for MmapSource {
         new_size: usize,
         align: usize,
     ) -> Option<Span> {
-        if new_size == 0 || new_size & (PAGE_SIZE - 1) != 0 || !align.is_power_of_two() {
+        let page = page_size();
+        if new_size == 0 || new_size & (page - 1) != 0 || !align.is_power_of_two() || align < page {
             return None;
         }
         // Growing in place keeps the address (and its alignment) when the range after the
@@ -169,7 +179,7 @@ unsafe impl PageSource for MmapSource {
         } else {
             // Reserve an aligned destination, then move the pages there (no copy: the kernel
             // moves page-table entries). MREMAP_FIXED replaces the reservation.
-            let over = new_size.checked_add(align - PAGE_SIZE)?;
+            let over = new_size.checked_add(align - page)?;
             let base = map(over)?;
             let dest = (base + align - 1) & !(align - 1);
             let head = dest - base;
@@ -203,6 +213,10 @@ unsafe impl PageSource for MmapSource {
             size: new_size,
             zeroed: false,
         })
+    }
+
+    fn page_size(&self) -> usize {
+        page_size()
     }
 
     unsafe fn protect(&self, ptr: *mut u8, size: usize, accessible: bool) -> bool {

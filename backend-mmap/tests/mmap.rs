@@ -1,11 +1,23 @@
 //! MmapSource against the PageSource contract, on the real kernel.
 
-use alloc_core::{PageSource, SourceError, Span, PAGE_SIZE};
+use alloc_core::{PageSource, SourceError, Span};
 use backend_mmap::MmapSource;
 use std::thread;
 
-const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
+
+/// The source's page: the kernel's (4 KiB on x86-64; 16 or 64 KiB on some aarch64 kernels,
+/// and under `qemu-aarch64 -p`).
+fn page() -> usize {
+    MmapSource::new().page_size()
+}
+
+#[test]
+fn page_size_is_the_kernels() {
+    // SAFETY: plain libc call.
+    let kernel = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    assert_eq!(page(), kernel);
+}
 
 fn words(span: &Span) -> &[u64] {
     // SAFETY: the span is live, page-aligned and `size` bytes long, and each test uses it from
@@ -34,7 +46,7 @@ fn reads_zero(span: &Span) -> bool {
 }
 
 fn alloc(src: &MmapSource, size: usize, align: usize) -> Span {
-    // SAFETY: the tests pass page multiples and power-of-two alignments >= PAGE_SIZE.
+    // SAFETY: the tests pass page multiples and power-of-two alignments >= page().
     let span = unsafe { src.alloc(size, align) }.expect("alloc");
     assert_eq!(span.size, size);
     assert_eq!(span.ptr as usize % align, 0, "misaligned for {align:#x}");
@@ -49,8 +61,8 @@ fn release(src: &MmapSource, span: &Span) {
 #[test]
 fn spans_are_aligned_zeroed_and_writable() {
     let src = MmapSource::new();
-    for align in [4 * KIB, 4 * MIB, 64 * MIB] {
-        for size in [PAGE_SIZE, 12 * PAGE_SIZE, 4 * MIB, 6 * MIB] {
+    for align in [page(), 4 * MIB, 64 * MIB] {
+        for size in [page(), 12 * page(), 4 * MIB, 6 * MIB] {
             let span = alloc(&src, size, align);
             assert!(span.zeroed);
             assert!(reads_zero(&span));
@@ -93,10 +105,10 @@ fn release_then_alloc_again() {
 #[test]
 fn prefix_and_suffix_release() {
     let src = MmapSource::new();
-    let span = alloc(&src, 16 * PAGE_SIZE, PAGE_SIZE);
+    let span = alloc(&src, 16 * page(), page());
     fill(&span, 7);
-    let prefix = 4 * PAGE_SIZE;
-    let suffix = 4 * PAGE_SIZE;
+    let prefix = 4 * page();
+    let suffix = 4 * page();
     // SAFETY: a page-aligned prefix and suffix of a live span; the middle stays in use.
     unsafe {
         src.release(span.ptr, prefix);
@@ -150,16 +162,16 @@ fn errors_are_reported_not_panicked() {
     // SAFETY (all calls): the source must reject these without touching memory.
     unsafe {
         // 1 PiB is beyond the 47-bit user address space.
-        assert_eq!(src.alloc(1 << 50, PAGE_SIZE), Err(SourceError::OutOfMemory));
+        assert_eq!(src.alloc(1 << 50, page()), Err(SourceError::OutOfMemory));
         assert_eq!(
-            src.alloc(usize::MAX & !(PAGE_SIZE - 1), 4 * MIB),
+            src.alloc(usize::MAX & !(page() - 1), 4 * MIB),
             Err(SourceError::InvalidRequest)
         );
         assert_eq!(
-            src.alloc(PAGE_SIZE, 3 * PAGE_SIZE),
+            src.alloc(page(), 3 * page()),
             Err(SourceError::InvalidRequest)
         );
-        assert_eq!(src.alloc(100, PAGE_SIZE), Err(SourceError::InvalidRequest));
+        assert_eq!(src.alloc(100, page()), Err(SourceError::InvalidRequest));
     }
     assert_eq!(src.mapped_bytes(), 0);
 }
@@ -194,8 +206,8 @@ fn threads_get_disjoint_spans() {
                         check(&s, seed);
                         release(&SRC, &s);
                     } else {
-                        let align = if rng & 16 == 0 { PAGE_SIZE } else { 4 * MIB };
-                        let size = (1 + (rng >> 8) as usize % 16) * PAGE_SIZE;
+                        let align = if rng & 16 == 0 { page() } else { 4 * MIB };
+                        let size = (1 + (rng >> 8) as usize % 16) * page();
                         let s = alloc(&SRC, size, align);
                         let seed = (t << 56) | i;
                         fill(&s, seed);

@@ -1,10 +1,10 @@
 //! What the OS-backed page sources share: a cheap monotonic clock (for purge delays),
-//! entropy (for the free-list secret), from the C library (vDSO and auxiliary vector: no
-//! real system calls), a yield for spin waits, and page protection (`mprotect`, for guarded
-//! blocks). `no_std`, allocates nothing.
+//! entropy (for the free-list secret) and the kernel's page size, from the C library (vDSO
+//! and auxiliary vector: no real system calls), a yield for spin waits, and page protection
+//! (`mprotect`, for guarded blocks). `no_std`, allocates nothing.
 #![cfg_attr(not(test), no_std)]
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -27,6 +27,30 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 /// is the cheapest one the vDSO offers.
 pub fn now_ms() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
+}
+
+/// The kernel's page size: 4 KiB on x86-64; 4, 16 or 64 KiB on aarch64, chosen when the
+/// kernel was built. Read once from the auxiliary vector (`AT_PAGESZ`, what `sysconf` reads
+/// too), then cached.
+pub fn page_size() -> usize {
+    static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+    let cached = PAGE_SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: getauxval and sysconf only read process state; no preconditions.
+    let from_auxv = unsafe { libc::getauxval(libc::AT_PAGESZ) } as usize;
+    let page = if from_auxv.is_power_of_two() {
+        from_auxv
+    } else {
+        // SAFETY: as above.
+        match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            n if n > 0 && (n as usize).is_power_of_two() => n as usize,
+            _ => 4096,
+        }
+    };
+    PAGE_SIZE.store(page, Ordering::Relaxed);
+    page
 }
 
 /// Give the CPU to another runnable thread (`sched_yield`): what a spin wait does once its
@@ -91,6 +115,15 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(30));
         let b = now_ms();
         assert!(a > 0 && b >= a + 10, "{a} -> {b}");
+    }
+
+    #[test]
+    fn page_size_is_the_kernels() {
+        // SAFETY: plain libc call.
+        let sysconf = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        assert_eq!(page_size(), sysconf);
+        assert_eq!(page_size(), sysconf, "cached value");
+        assert!([4096, 16384, 65536].contains(&page_size()));
     }
 
     #[test]

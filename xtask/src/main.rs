@@ -1,8 +1,11 @@
 //! Project tasks: `cargo xtask <command>` (the alias lives in .cargo/config.toml).
 
+mod aarch64;
+mod abi;
 mod bench;
 mod build;
 mod cmd;
+mod cpp;
 mod ctests;
 mod fastpath;
 mod heapmap;
@@ -27,11 +30,22 @@ commands:
         build, then run PROGRAM with libpagebreak.so in LD_PRELOAD
   test [--keep-going]
         everything: cargo test, Miri on alloc-core, the C tests and real
-        programs under both backends
+        programs under both backends, the aarch64 tests under qemu
+  aarch64 [--keep-going]
+        only the aarch64 tests: cross-built, run under qemu-aarch64 at 4, 16 and
+        64 KiB pages (needs qemu-user, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross)
   ctest [--backend mmap|brk|glibc] [NAME...]
         only the C tests in tests/c (glibc: without preload, to check the tests)
+  cpp [--backend mmap|brk|glibc] [NAME...]
+        only the C++ tests in tests/cpp, each preloaded, linked with -lpagebreak and with .a
   install --prefix DIR [--backend mmap|brk]
-        install lib/libpagebreak.{so,a}, include/pagebreak.h, lib/pkgconfig/pagebreak.pc
+        install lib/libpagebreak.so.X.Y.Z (with links libpagebreak.so.X, libpagebreak.so),
+        lib/libpagebreak.a, include/pagebreak.h, lib/pkgconfig/pagebreak.pc
+  exports [--backend mmap|brk]
+        check that libpagebreak.so exports exactly the symbols of tests/link/exports.txt
+  link [--backend mmap|brk]
+        the export list, C programs linked with the .a and -lpagebreak (SONAME), and
+        `install` used through pkg-config
   heapmap [--backend mmap|brk] -- PROGRAM ARGS...
         run PROGRAM preloaded; draw its heap at exit to target/pagebreak-heapmap.svg
   profile [--backend mmap|brk] [--interval BYTES] [--alloc_space] [-o DIR] -- PROGRAM ARGS...
@@ -66,12 +80,16 @@ fn main() {
         "run" => run::main(rest),
         "test" => test::main(rest),
         "ctest" => ctests::main(rest),
+        "cpp" => cpp::main(rest),
+        "aarch64" => aarch64::main(rest),
         "bench" => bench::main(rest),
         "fastpath" => fastpath::main(rest),
         "misuse" => misuse::main(rest),
         "limits" => limits::main(rest),
         "proftest" => proftests::main(rest),
         "install" => install::main(rest),
+        "exports" => abi::main(rest),
+        "link" => abi::link_main(rest),
         "heapmap" => heapmap::main(rest),
         "soak" => soak::main(rest),
         "threads" => threads::main(rest),

@@ -92,6 +92,80 @@ unsafe impl PageSource for StdSource {
     }
 }
 
+/// A source reporting `page`-byte pages (aarch64 kernels run with 16 or 64 KiB) over
+/// `StdSource`, checking that the allocator keeps to them: every size, alignment and address
+/// it passes must be a multiple of `page`. A misaligned purge does nothing and says so
+/// (Linux's `madvise` fails with EINVAL), so claiming zeroed memory after one shows up too.
+pub struct PagedSource {
+    inner: StdSource,
+    page: usize,
+    violations: Mutex<Vec<String>>,
+}
+
+impl PagedSource {
+    pub const fn new(page: usize) -> Self {
+        PagedSource {
+            inner: StdSource::new(),
+            page,
+            violations: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every call that broke the page granularity, in order.
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+
+    fn aligned(&self, what: &str, values: &[(&str, usize)]) -> bool {
+        let bad: Vec<String> = values
+            .iter()
+            .filter(|(_, v)| v % self.page != 0)
+            .map(|(name, v)| format!("{name} {v:#x}"))
+            .collect();
+        if !bad.is_empty() {
+            let mut list = self.violations.lock().unwrap();
+            list.push(format!(
+                "{what}: {} not a multiple of {:#x}",
+                bad.join(", "),
+                self.page
+            ));
+        }
+        bad.is_empty()
+    }
+}
+
+// SAFETY: forwards to StdSource (which keeps the contract) after checking the arguments.
+unsafe impl PageSource for PagedSource {
+    unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
+        self.aligned("alloc", &[("size", size), ("align", align.max(1))]);
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.alloc(size, align.max(self.page)) }
+    }
+    unsafe fn release(&self, ptr: *mut u8, size: usize) {
+        self.aligned("release", &[("ptr", ptr as usize), ("size", size)]);
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.release(ptr, size) }
+    }
+    unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
+        if !self.aligned("purge", &[("ptr", ptr as usize), ("size", size)]) {
+            return false;
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.purge(ptr, size) }
+    }
+    fn page_size(&self) -> usize {
+        self.page
+    }
+    /// Checks the range and reports success; nothing is protected (tests that look at
+    /// protection use their own source).
+    unsafe fn protect(&self, ptr: *mut u8, size: usize, _accessible: bool) -> bool {
+        self.aligned("protect", &[("ptr", ptr as usize), ("size", size)])
+    }
+    fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
+    }
+}
+
 /// A live block in the shadow model.
 pub struct Live {
     pub size: usize,
