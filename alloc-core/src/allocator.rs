@@ -2,20 +2,18 @@
 //! abandoned segments, the span cache, counters). Entry points take the calling thread's heap
 //! explicitly; binding a heap to each thread is the embedder's job (see `alloc-ffi`).
 
-use core::ptr::{self, addr_of_mut};
+use core::ptr;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 
 use crate::checks::{report, Call, Misuse, MisuseKind};
 use crate::guarded::GuardedPool;
-use crate::heap::{bump, Heap};
+use crate::heap::Heap;
 use crate::page::{Block, Page};
-use crate::protocol::{delayed, ownership, thread_free};
 use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
 use crate::segment_map::{
-    is_pages, slot_shift, SegmentMap, GUARDED, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K,
-    SAMPLED,
+    is_pages, SegmentMap, GUARDED, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K, SAMPLED,
 };
 use crate::size_class::{aligned_class, class_size, PageKind, DIRECT_MAX, LARGE_MAX, NUM_CLASSES};
 use crate::source::{PageSource, Span};
@@ -50,12 +48,12 @@ struct Abandoned {
 unsafe impl Send for Abandoned {}
 
 /// Counters shared by all heaps, updated on cold paths.
-struct Counters {
+pub(crate) struct Counters {
     reserved: AtomicUsize,
     peak_reserved: AtomicUsize,
     segments: AtomicUsize,
-    huge_live_bytes: AtomicUsize,
-    huge_live_count: AtomicUsize,
+    pub(crate) huge_live_bytes: AtomicUsize,
+    pub(crate) huge_live_count: AtomicUsize,
     purges: AtomicUsize,
     purged_bytes: AtomicUsize,
     orphan_class_live: [AtomicUsize; NUM_CLASSES],
@@ -78,7 +76,7 @@ pub struct Allocator<S: PageSource> {
     cache: CachePadded<SpinLock<SpanCache>>,
     cache_deadline: AtomicU64,
     /// Written on every segment and huge-block event, from any thread.
-    counters: CachePadded<Counters>,
+    pub(crate) counters: CachePadded<Counters>,
     pub(crate) sampling: crate::sampling::Sampling,
     /// Sampled blocks on guarded pages (off unless enabled).
     pub(crate) guarded: GuardedPool,
@@ -288,7 +286,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe {
             let next = (*page).decode((*block).next);
             if !(*page).link_ok(next) {
-                corrupt_list(block as usize);
+                return corrupt_list(block.cast());
             }
             (*page).free = (*page).block_at(next);
             (*page).used += 1;
@@ -432,165 +430,6 @@ impl<S: PageSource> Allocator<S> {
         }
     }
 
-    // ---------------------------------------------------------------- free
-
-    /// The page slot holding `p`, from its map entry (no header read).
-    ///
-    /// # Safety
-    ///
-    /// `entry` is the map entry of `p`'s chunk and says it is a page segment.
-    #[inline(always)]
-    pub(crate) unsafe fn page_in(p: *mut u8, entry: u8) -> *mut Page {
-        let seg = Segment::of(p);
-        let slot = (p as usize & crate::SEGMENT_MASK) >> slot_shift(entry);
-        // SAFETY: slot < 64 (a 22-bit offset shifted by at least 16), so the pointer stays in
-        // the header's page array.
-        unsafe { addr_of_mut!((*seg).pages).cast::<Page>().add(slot) }
-    }
-
-    /// The page holding `p`, which must be a block of a page segment.
-    ///
-    /// # Safety
-    ///
-    /// `p` lies in a live page segment.
-    #[inline(always)]
-    pub(crate) unsafe fn page_of(p: *mut u8) -> *mut Page {
-        let seg = Segment::of(p);
-        // SAFETY: per the contract the header is live; the slot index is < MAX_SLOTS because
-        // p is inside the segment and the shift is at least the small page shift.
-        unsafe {
-            let slot = (p as usize - seg as usize) >> (*seg).header.page_shift;
-            addr_of_mut!((*seg).pages[slot])
-        }
-    }
-
-    /// Free `p` (null is ignored). Reports and does not return on a double free or a pointer
-    /// this allocator did not hand out.
-    ///
-    /// # Safety
-    ///
-    /// `heap` is the calling thread's heap of this allocator (an empty heap is fine). `p` is
-    /// null or was returned by this allocator; misuse of a pointer that was is detected.
-    #[inline(always)]
-    pub unsafe fn free(&self, heap: *mut Heap, p: *mut u8) {
-        // SAFETY: forwarded contract.
-        unsafe { self.free_as(heap, p, Call::Free) }
-    }
-
-    /// [`free`](Self::free), naming `call` in a misuse report.
-    ///
-    /// # Safety
-    ///
-    /// As for [`free`](Self::free).
-    #[inline(always)]
-    pub unsafe fn free_as(&self, heap: *mut Heap, p: *mut u8, call: Call) {
-        // Null needs no test here: chunk 0 is never ours, so it takes the cold path below.
-        let entry = self.map.get(p as usize);
-        if !is_pages(entry) {
-            // SAFETY: forwarded contract.
-            return unsafe { self.free_special(heap, p, entry, call) };
-        }
-        // SAFETY: the map says a page segment with this slot size holds `p`.
-        unsafe {
-            let page = Self::page_in(p, entry);
-            if !Page::raw_is_block_start(page, p as usize) {
-                self.report_not_a_block(call, page, p);
-            }
-            let block = p.cast::<Block>();
-            let canary = Page::raw_canary(page, p as usize);
-            if (*block).canary == canary {
-                self.report(call, MisuseKind::DoubleFree, p as usize);
-            }
-            if ownership::is_owner(&(*page).heap, heap as usize) {
-                (*heap).free_local(self, page, block, canary);
-            } else {
-                self.free_remote(heap, page, block);
-            }
-        }
-    }
-
-    /// `p` lies in one of our page segments but is no block of a page in use. If its page
-    /// slot is free, the likeliest story is a block freed twice, its page since given back
-    /// (a pointer into our own free memory is not something a program makes up).
-    #[cold]
-    #[inline(never)]
-    unsafe fn report_not_a_block(&self, call: Call, page: *mut Page, p: *mut u8) -> ! {
-        // SAFETY: `page` is a slot of a live (or cached) page segment header; the error path
-        // reads the owner's slot bitmap without synchronisation, which can only mislabel the
-        // report, never change what happens next (an abort).
-        let slot_free = unsafe {
-            let seg = Segment::of(page);
-            let slot = Segment::slot_of(seg, page);
-            (*seg).header.kind == KIND_FREE || (*seg).free_slots & (1u64 << slot) != 0
-        };
-        let kind = if slot_free {
-            MisuseKind::DoubleFree
-        } else {
-            MisuseKind::InvalidPointer
-        };
-        self.report(call, kind, p as usize)
-    }
-
-    /// Free a block of a page another heap owns (or that is abandoned): one CAS onto its
-    /// `thread_free`, or onto the owner's delayed list if the page is in its full queue.
-    #[inline(never)]
-    unsafe fn free_remote(&self, heap: *mut Heap, page: *mut Page, block: *mut Block) {
-        // SAFETY: `block` is a live block of `page` (checked by the caller); page metadata is
-        // live while any block of it is.
-        unsafe {
-            (*block).canary = Page::raw_canary(page, block as usize);
-            let thread_free = &(*page).thread_free;
-            let notify = thread_free::push(thread_free, block as usize, |head| {
-                (*block).next = Page::raw_encode(page, head);
-            });
-            if notify {
-                // The owner waits for DELAY_FREEING to clear before it abandons the heap, so
-                // the heap is live here.
-                let owner = ownership::owner(&(*page).heap) as *mut Heap;
-                let entry = Heap::raw_encode_delayed(owner, block.expose_provenance());
-                delayed::push(&(*owner).delayed_free, entry, |head| (*block).next = head);
-                thread_free::end_notify(thread_free, thread_free::DELAY_NO);
-            }
-            if (*heap).is_live() {
-                bump(&(*heap).counters.remote_frees, 1);
-            }
-        }
-    }
-
-    /// Free a pointer whose chunk is not a plain segment start: a large block, a block
-    /// aligned to 4 MiB or more, or a pointer that is not ours.
-    #[cold]
-    #[inline(never)]
-    unsafe fn free_special(&self, heap: *mut Heap, p: *mut u8, entry: u8, call: Call) {
-        if p.is_null() {
-            return;
-        }
-        if entry == SAMPLED {
-            return self.home_free(p, call);
-        }
-        if entry == GUARDED {
-            // SAFETY: the map says the guarded pool holds `p`; it validates `p` itself.
-            return unsafe { self.guarded.free(&self.source, p, call) };
-        }
-        // SAFETY: `large_header` validates before anything is written.
-        unsafe {
-            let hdr = self.large_header(p, entry, call);
-            if (*hdr).huge_state.swap(HUGE_FREE, Ordering::AcqRel) != HUGE_LIVE {
-                self.report(call, MisuseKind::DoubleFree, p as usize);
-            }
-            let offset = (*hdr).block_offset;
-            if offset >= SEGMENT_SIZE {
-                self.map.clear(p as usize);
-            }
-            let owner = (*hdr).owner as *mut Heap;
-            if !owner.is_null() {
-                (*owner).huge_unlink(&self.source, hdr);
-            }
-            let _ = heap;
-            self.release_huge(hdr);
-        }
-    }
-
     /// Grow or shrink a huge block by moving its span (no copy where the source can remap).
     ///
     /// # Safety
@@ -642,94 +481,7 @@ impl<S: PageSource> Allocator<S> {
         }
     }
 
-    /// Give a freed huge block's span to the cache.
-    ///
-    /// # Safety
-    ///
-    /// `hdr` is the header of a huge block no one uses any more, unlinked from its owner.
-    unsafe fn release_huge(&self, hdr: *mut SegmentHeader) {
-        // SAFETY: per the contract the span is ours to recycle.
-        unsafe {
-            (*hdr).kind = KIND_FREE;
-            (*hdr).owner = 0;
-            if (*hdr).sample != 0 {
-                self.forget_sample((*hdr).sample);
-                (*hdr).sample = 0;
-            }
-            self.counters
-                .huge_live_bytes
-                .fetch_sub((*hdr).requested, Ordering::Relaxed);
-            self.counters
-                .huge_live_count
-                .fetch_sub(1, Ordering::Relaxed);
-            self.cache_put(hdr.cast(), (*hdr).span_size);
-        }
-    }
-
-    /// The header of the large block `p` (validated: ours, live or freed-and-cached, and
-    /// exactly the block start); reports otherwise.
-    unsafe fn large_header(&self, p: *mut u8, entry: u8, call: Call) -> *mut SegmentHeader {
-        if entry == 0 {
-            self.report(call, MisuseKind::InvalidPointer, p as usize);
-        }
-        let hdr_addr = SegmentMap::header_addr(p as usize, entry);
-        // Not `p.with_addr`: a huge span need not fill its last 4 MiB chunk, so `p` may be
-        // foreign memory sharing the chunk; the header's provenance was exposed when the huge
-        // block was made.
-        let hdr: *mut SegmentHeader = ptr::with_exposed_provenance_mut(hdr_addr);
-        // SAFETY: the map says a segment header lives at `hdr_addr` (in our span).
-        unsafe {
-            let kind = (*hdr).kind;
-            let exact = (*hdr).block_offset != 0 && hdr_addr + (*hdr).block_offset == p as usize;
-            if kind == KIND_HUGE && exact {
-                return hdr;
-            }
-            if kind == KIND_FREE && exact {
-                self.report(call, MisuseKind::DoubleFree, p as usize);
-            }
-            self.report(call, MisuseKind::InvalidPointer, p as usize)
-        }
-    }
-
-    // ---------------------------------------------------------------- realloc, sizes
-
-    /// Bytes usable at `p` (0 for null). Reports a pointer that is not a live block.
-    ///
-    /// # Safety
-    ///
-    /// `p` is null or was returned by this allocator.
-    pub unsafe fn usable_size(&self, p: *mut u8) -> usize {
-        // SAFETY: forwarded contract.
-        unsafe { self.checked_size(p, Call::UsableSize) }
-    }
-
-    unsafe fn checked_size(&self, p: *mut u8, call: Call) -> usize {
-        if p.is_null() {
-            return 0;
-        }
-        let entry = self.map.get(p as usize);
-        // SAFETY: the map vouches for the header; checks precede every use.
-        unsafe {
-            if is_pages(entry) {
-                let page = Self::page_in(p, entry);
-                if !Page::raw_is_block_start(page, p as usize) {
-                    self.report_not_a_block(call, page, p);
-                }
-                if (*p.cast::<Block>()).canary == Page::raw_canary(page, p as usize) {
-                    self.report(call, MisuseKind::DoubleFree, p as usize);
-                }
-                return (*page).block_size;
-            }
-            if entry == SAMPLED {
-                return self.home_usable(p, call);
-            }
-            if entry == GUARDED {
-                return self.guarded.usable_size(p, call);
-            }
-            let hdr = self.large_header(p, entry, call);
-            large_usable(&*hdr, self.source.page_size())
-        }
-    }
+    // ---------------------------------------------------------------- realloc
 
     /// Resize `p` to `size` bytes keeping `align` (16 for plain realloc): in place when the
     /// block's class or span allows, else allocate, copy, free. Null when out of memory (then
@@ -902,7 +654,7 @@ impl<S: PageSource> Allocator<S> {
         unsafe { self.source.release(ptr, size) };
     }
 
-    fn cache_put(&self, ptr: *mut u8, size: usize) {
+    pub(crate) fn cache_put(&self, ptr: *mut u8, size: usize) {
         let now = self.source.now_ms();
         let evicted = self.cache.lock(&self.source).put(ptr, size, now);
         if let Some((old, old_size)) = evicted {
@@ -1278,7 +1030,7 @@ impl<S: PageSource> Allocator<S> {
 }
 
 /// Bytes usable in a large block: the request rounded up to whole pages of `page` bytes.
-fn large_usable(hdr: &SegmentHeader, page: usize) -> usize {
+pub(crate) fn large_usable(hdr: &SegmentHeader, page: usize) -> usize {
     let end = align_up(hdr.block_offset + hdr.requested, page).unwrap_or(hdr.span_size);
     end.min(hdr.span_size) - hdr.block_offset
 }
@@ -1291,14 +1043,20 @@ fn bump_shared(counter: &AtomicUsize, delta: isize) {
     }
 }
 
+/// Report a damaged free list met by malloc at `block`. Typed to return `block` (`black_box`
+/// hides that the report never returns) so that the malloc fast path reaches it with a jump
+/// and needs no stack frame (2 instructions of 30).
 #[cold]
 #[inline(never)]
-fn corrupt_list(addr: usize) -> ! {
-    report(Misuse {
-        call: Call::Malloc,
-        kind: MisuseKind::CorruptFreeList,
-        ptr: addr,
-    })
+fn corrupt_list(block: *mut u8) -> *mut u8 {
+    if core::hint::black_box(true) {
+        report(Misuse {
+            call: Call::Malloc,
+            kind: MisuseKind::CorruptFreeList,
+            ptr: block as usize,
+        })
+    }
+    block
 }
 
 const _: () = assert!(LARGE_MAX < SEGMENT_SIZE / 2);

@@ -1,8 +1,8 @@
 //! Guarded blocks: a fixed pool of slots where a sampled allocation gets page(s) of its own,
 //! against an inaccessible guard page, and stays inaccessible for a while after it is freed.
 //! An overflow, an underflow (left-aligned mode) or a use after free then faults at the
-//! offending instruction; the embedder's fault handler asks [`Allocator::guarded_fault`] what
-//! the address was.
+//! offending instruction; the embedder's fault handler asks
+//! [`Allocator::guarded_fault`](crate::Allocator::guarded_fault) what the address was.
 //!
 //! # Layout
 //!

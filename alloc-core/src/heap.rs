@@ -33,9 +33,31 @@ fn empty_page() -> *mut Page {
     ptr::addr_of!(EMPTY_PAGE.0).cast_mut()
 }
 
+/// The direct-table slots of each class, `lo..hi` (empty past `DIRECT_MAX`): computed once,
+/// so that moving a page to the front of its queue rewrites them without a size computation
+/// (that was a third of a churn loop's slow path).
+const DIRECT_RANGE: [(u8, u8); NUM_CLASSES] = {
+    let mut table = [(0u8, 0u8); NUM_CLASSES];
+    let mut class = 1;
+    while class < NUM_CLASSES {
+        let size = class_size(class);
+        if size <= DIRECT_MAX {
+            let lo = if class == 1 {
+                0
+            } else {
+                class_size(class - 1) / 16 + 1
+            };
+            table[class] = (lo as u8, (size / 16 + 1) as u8);
+        }
+        class += 1;
+    }
+    table
+};
+const _: () = assert!(DIRECT_SLOTS <= u8::MAX as usize);
+
 /// Slow paths between two looks at the purge clock. A slow path runs at most every few
 /// dozen mallocs of a class, so purges still happen within milliseconds of their deadline.
-const PURGE_CHECK_EVERY: u32 = 32;
+pub(crate) const PURGE_CHECK_EVERY: u32 = 32;
 
 #[derive(Clone, Copy)]
 pub(crate) struct PageQueue {
@@ -273,18 +295,10 @@ impl Heap {
 
     /// Point the direct-table slots of `class` at its first page.
     fn update_direct(&mut self, class: usize) {
-        let size = class_size(class);
-        if size > DIRECT_MAX {
-            return;
-        }
+        let (lo, hi) = DIRECT_RANGE[class];
         let first = self.queues[class].first;
         let page = if first.is_null() { empty_page() } else { first };
-        let lo = if class == 1 {
-            0
-        } else {
-            class_size(class - 1) / 16 + 1
-        };
-        for slot in &mut self.direct[lo..=size / 16] {
+        for slot in &mut self.direct[lo as usize..hi as usize] {
             *slot = page;
         }
     }
@@ -391,11 +405,14 @@ impl Heap {
                     // Held blocks: the page serves the sampled allocation next.
                     if !(*page).free.is_null() || !(*page).held.is_null() {
                         self.publish(page);
+                        // The direct table always points at the queue's first page: only a
+                        // page moved to the front needs it rewritten (it was most of this
+                        // slow path's cost on a churn loop).
                         if page != self.queues[class].first {
                             self.queues[class].remove(page);
                             self.queues[class].push_front(page);
+                            self.update_direct(class);
                         }
-                        self.update_direct(class);
                         return page;
                     }
                     self.page_to_full(alloc, page);
@@ -451,7 +468,11 @@ impl Heap {
     }
 
     /// Bring a page back from the full queue (to the back of its class queue).
-    unsafe fn page_unfull<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
+    pub(crate) unsafe fn page_unfull<S: PageSource>(
+        &mut self,
+        alloc: &Allocator<S>,
+        page: *mut Page,
+    ) {
         // SAFETY: `page` is ours and in the full queue.
         unsafe {
             thread_free::set_delay(
@@ -539,57 +560,13 @@ impl Heap {
         (ptr::null_mut(), 0)
     }
 
-    // ---------------------------------------------------------------- free, owner side
-
-    /// Free `block` of `page`, which this heap owns; `canary` is the page's canary for it
-    /// (the caller computed it for the double-free check).
-    ///
-    /// # Safety
-    ///
-    /// `page` is owned by this heap and `block` is a live block of it.
-    #[inline(always)]
-    pub(crate) unsafe fn free_local<S: PageSource>(
+    /// A page with no live blocks: keep it if it is the only page of its class (so a
+    /// malloc/free loop does not map and unmap a page each time), else give the slot back.
+    pub(crate) unsafe fn page_retire<S: PageSource>(
         &mut self,
         alloc: &Allocator<S>,
         page: *mut Page,
-        block: *mut Block,
-        canary: usize,
     ) {
-        // SAFETY: per the contract; the block is ours to overwrite now.
-        unsafe {
-            (*block).next = (*page).encode((*page).local_free as usize);
-            (*block).canary = canary;
-            (*page).local_free = block;
-            (*page).used -= 1;
-            if (*page).used == 0 || (*page).in_full {
-                self.free_local_cold(alloc, page);
-            }
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    unsafe fn free_local_cold<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
-        // SAFETY: `page` is ours (caller's contract).
-        unsafe {
-            if (*page).in_full {
-                self.page_unfull(alloc, page);
-            }
-            if (*page).used == 0 {
-                self.page_retire(alloc, page);
-                // A program that only frees (or only hits the malloc fast path) must still
-                // purge: pages going empty is the other place to look at the clock.
-                self.slow_ticks = self.slow_ticks.wrapping_add(1);
-                if self.slow_ticks.is_multiple_of(PURGE_CHECK_EVERY) {
-                    self.maybe_purge(alloc, false);
-                }
-            }
-        }
-    }
-
-    /// A page with no live blocks: keep it if it is the only page of its class (so a
-    /// malloc/free loop does not map and unmap a page each time), else give the slot back.
-    unsafe fn page_retire<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
         // SAFETY: `page` is ours, in its class queue, with no live blocks.
         unsafe {
             let class = (*page).class as usize;

@@ -10,7 +10,8 @@
 //! * `segment`: 4 MiB aligned spans holding pages (or one large block); the
 //!   mask `p & !SEGMENT_MASK` finds any block's metadata.
 //! * [`segment_map`]: which chunks of the address space are ours (invalid-free detection).
-//! * [`heap`]: thread-owned page queues; the malloc and free fast paths.
+//! * [`heap`]: thread-owned page queues; the malloc fast path.
+//! * `free`: the way of a pointer through `free` (validation, own-thread, remote, special).
 //! * [`Allocator`]: state heaps share (abandoned segments, the span cache, counters).
 //! * [`checks`]: what misuse is detected and how it is reported.
 //! * [`sampling`]: the sampled allocations behind heap profiles and guarded blocks.
@@ -40,6 +41,7 @@
 
 mod allocator;
 pub mod checks;
+mod free;
 pub mod guarded;
 pub mod heap;
 mod page;

@@ -26,9 +26,6 @@ const LINK_ROTATE: u32 = 23;
 /// Blocks linked per page extension: touch at most 4 KiB of a fresh page at a time, so a
 /// thread that allocates a few blocks does not fault in a whole 64 KiB page.
 const EXTEND_BYTES: usize = 4096;
-/// Shift of the block-index reciprocal: exact for offsets < 2^22 and block sizes < 2^19;
-/// large pages hold one block, whose only start (offset 0) is found exactly too.
-const MAGIC_SHIFT: u32 = 41;
 
 /// Page metadata, kept out of band in its segment's header. The first cache line holds
 /// everything the malloc and free fast paths touch.
@@ -38,8 +35,8 @@ pub struct Page {
     pub(crate) free: *mut Block,
     pub(crate) key: usize,
     pub(crate) start: *mut u8,
-    pub(crate) block_magic: u64,
-    pub(crate) block_size: usize,
+    /// Inverse (mod 2^64) of the block size's odd part: see [`Page::raw_is_block_start`].
+    pub(crate) block_inv: u64,
     pub(crate) local_free: *mut Block,
     pub(crate) heap: AtomicUsize,
     /// Blocks handed out and not freed locally (at most 4096 per page).
@@ -48,9 +45,12 @@ pub struct Page {
     pub(crate) class: u8,
     /// Bytes of the page that hold blocks.
     pub(crate) area: u32,
+    /// Blocks the page holds (`area / block_size`).
+    pub(crate) reserved: u16,
+    /// Trailing zero bits of the block size.
+    pub(crate) block_shift: u8,
     // --- slow paths ---
     pub(crate) capacity: u16,
-    pub(crate) reserved: u16,
     pub(crate) free_is_zero: bool,
     pub(crate) zero_init: bool,
     pub(crate) in_use: bool,
@@ -62,6 +62,7 @@ pub struct Page {
     pub(crate) held_fresh: u16,
     /// What the sample at the head of `held` is for (`SAMPLE_*` bits).
     pub(crate) held_kind: u8,
+    pub(crate) block_size: usize,
     pub(crate) thread_free: AtomicUsize,
     pub(crate) next: *mut Page,
     pub(crate) prev: *mut Page,
@@ -82,7 +83,8 @@ impl Page {
         start: ptr::null_mut(),
         used: 0,
         capacity: 0,
-        block_magic: 0,
+        block_inv: 0,
+        block_shift: 0,
         block_size: 0,
         local_free: ptr::null_mut(),
         heap: AtomicUsize::new(0),
@@ -115,7 +117,8 @@ impl Page {
         word.rotate_right(LINK_ROTATE) ^ self.key
     }
 
-    /// The canary of `addr`, read through a raw pointer. Threads that do not own a page read
+    /// The canary of `addr`, read through a raw pointer: the block's address mixed with the
+    /// page's key (unforgeable without the key; one XOR). Threads that do not own a page read
     /// its fixed fields (key, start, sizes) while the owner writes others (free, used), so
     /// those paths must not form a reference to the whole page: these `raw_` functions read
     /// field by field.
@@ -126,7 +129,7 @@ impl Page {
     #[inline(always)]
     pub(crate) unsafe fn raw_canary(page: *const Page, addr: usize) -> usize {
         // SAFETY: per the contract; a plain field read, no reference to the page.
-        addr ^ unsafe { (*page).key }.rotate_left(17)
+        addr ^ unsafe { (*page).key }
     }
 
     /// [`encode`](Self::encode) through a raw pointer (see [`raw_canary`](Self::raw_canary)).
@@ -140,9 +143,15 @@ impl Page {
         (addr ^ unsafe { (*page).key }).rotate_left(LINK_ROTATE)
     }
 
-    /// Whether `addr` is exactly the start of one of the page's blocks (a multiply by the
-    /// block size's reciprocal, no division), read through a raw pointer (see
-    /// [`raw_canary`](Self::raw_canary)).
+    /// Whether `addr` is exactly the start of one of the page's blocks, with one multiply and
+    /// one compare (read through a raw pointer, see [`raw_canary`](Self::raw_canary)).
+    ///
+    /// The block size is `odd << shift`. Multiplying the offset by the inverse of `odd` modulo
+    /// 2^64 maps the multiples of `odd` onto 0, 1, 2, ... in order and every other value above
+    /// 2^64 / odd; rotating right by `shift` then keeps multiples of the block size as their
+    /// index and sends offsets with a nonzero low bit to the top. So the index is below
+    /// `reserved` exactly for block starts (Granlund and Montgomery's divisibility test);
+    /// offsets below the page start wrap to huge values and fail too.
     ///
     /// # Safety
     ///
@@ -150,17 +159,16 @@ impl Page {
     #[inline(always)]
     pub(crate) unsafe fn raw_is_block_start(page: *const Page, addr: usize) -> bool {
         // SAFETY: per the contract; plain field reads.
-        let (start, magic, size, area) = unsafe {
+        let (start, inv, shift, reserved) = unsafe {
             (
                 (*page).start as usize,
-                (*page).block_magic,
-                (*page).block_size,
-                (*page).area as usize,
+                (*page).block_inv,
+                (*page).block_shift,
+                (*page).reserved,
             )
         };
-        let offset = addr.wrapping_sub(start);
-        let index = ((offset as u64).wrapping_mul(magic) >> MAGIC_SHIFT) as usize;
-        index.wrapping_mul(size) == offset && offset < area
+        let offset = addr.wrapping_sub(start) as u64;
+        offset.wrapping_mul(inv).rotate_right(shift as u32) < reserved as u64
     }
 
     /// Bytes of the page that hold blocks.
@@ -201,7 +209,8 @@ impl Page {
             (*page).reserved = (area / size) as u16;
             (*page).area = ((*page).reserved as usize * size) as u32;
             (*page).block_size = size;
-            (*page).block_magic = (1u64 << MAGIC_SHIFT) / size as u64 + 1;
+            (*page).block_shift = size.trailing_zeros() as u8;
+            (*page).block_inv = odd_inverse((size >> size.trailing_zeros()) as u64);
             (*page).class = class as u8;
             (*page).in_full = false;
             (*page).free_is_zero = zero;
@@ -229,7 +238,8 @@ impl Page {
             (*page).local_free = ptr::null_mut();
             (*page).start = ptr::null_mut();
             (*page).block_size = 0;
-            (*page).block_magic = 0;
+            (*page).block_inv = 0;
+            (*page).block_shift = 0;
             (*page).reserved = 0;
             (*page).area = 0;
             (*page).capacity = 0;
@@ -347,6 +357,18 @@ impl Page {
     }
 }
 
+/// The inverse of odd `x` modulo 2^64 (Newton's iteration: each step doubles the correct low
+/// bits, from 3 for `x` itself).
+pub(crate) const fn odd_inverse(x: u64) -> u64 {
+    let mut inv = x;
+    let mut i = 0;
+    while i < 5 {
+        inv = inv.wrapping_mul(2u64.wrapping_sub(x.wrapping_mul(inv)));
+        i += 1;
+    }
+    inv
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,20 +408,46 @@ mod tests {
     }
 
     #[test]
-    fn medium_sizes_reciprocal_exact() {
-        for class in crate::size_class::FIRST_MEDIUM_CLASS..crate::size_class::NUM_CLASSES {
-            let size = crate::size_class::class_size(class) as u64;
-            let magic = (1u64 << MAGIC_SHIFT) / size + 1;
+    fn odd_inverse_is_exact() {
+        for x in (1u64..2000).step_by(2).chain([u64::MAX, 0x8000_0001]) {
+            assert_eq!(x.wrapping_mul(odd_inverse(x)), 1, "{x}");
+        }
+    }
+
+    #[test]
+    fn block_start_check_is_exact_for_every_class() {
+        // A page's addresses are never dereferenced by the check: a fake 512 KiB-aligned
+        // start suffices, and every class (medium and large included) is tried.
+        let start = 0x7f00_0000_0000usize;
+        for class in 1..crate::size_class::NUM_CLASSES {
+            let size = crate::size_class::class_size(class);
+            let area = if class < crate::size_class::FIRST_MEDIUM_CLASS {
+                1 << 16
+            } else {
+                (1 << 19).max(size)
+            };
+            let mut page = Page::EMPTY;
+            // SAFETY: init writes the page's fields only; the area is never touched.
+            unsafe {
+                Page::init(
+                    &mut page,
+                    core::ptr::without_provenance_mut(start),
+                    area,
+                    class,
+                    7,
+                    false,
+                )
+            };
+            let blocks = page.reserved as usize;
             let step = if cfg!(miri) { 7 } else { 1 };
-            for index in (0..(1u64 << 19) / size).step_by(step) {
-                for delta in [0u64, 16, size - 16] {
-                    let offset = index * size + delta;
-                    let q = offset.wrapping_mul(magic) >> MAGIC_SHIFT;
-                    assert_eq!(
-                        q * size == offset,
-                        delta == 0,
-                        "size {size} offset {offset}"
-                    );
+            for index in (0..blocks + 2).step_by(step) {
+                for delta in [0usize, 16, 8, size - 16, size.wrapping_neg()] {
+                    let offset = (index * size).wrapping_add(delta);
+                    let expect = offset.is_multiple_of(size) && offset / size < blocks;
+                    // SAFETY: the page is initialised.
+                    let got =
+                        unsafe { Page::raw_is_block_start(&page, start.wrapping_add(offset)) };
+                    assert_eq!(got, expect, "class {class} size {size} offset {offset:#x}");
                 }
             }
         }

@@ -26,11 +26,18 @@ fn fail_enomem(p: *mut u8) -> *mut c_void {
 /// `malloc(3)`.
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    let p = inst::malloc(size);
-    if p.is_null() {
-        return fail_enomem(p);
+    let p = inst::malloc_fast(size);
+    if !p.is_null() {
+        return p.cast();
     }
-    p.cast()
+    // A tail call: the fast path needs no stack frame for the slow path's errno.
+    malloc_slow(size)
+}
+
+#[cold]
+#[inline(never)]
+fn malloc_slow(size: usize) -> *mut c_void {
+    fail_enomem(inst::malloc_cold(size, false))
 }
 
 /// `free(3)`: null is ignored; errno is preserved.

@@ -314,6 +314,13 @@ macro_rules! define_instance {
                 }
             }
 
+            /// The malloc fast path alone: null when [`malloc_cold`] must answer.
+            #[inline(always)]
+            pub fn malloc_fast(size: usize) -> *mut u8 {
+                // SAFETY: the heap is this thread's.
+                unsafe { Allocator::<$source>::malloc_fast(heap(), size) }
+            }
+
             /// `malloc`: `size` bytes, 16-byte aligned; null when out of memory.
             #[inline(always)]
             pub fn malloc(size: usize) -> *mut u8 {
@@ -325,9 +332,11 @@ macro_rules! define_instance {
                 malloc_cold(size, false)
             }
 
+            /// The slow path of [`malloc`] (and of [`zalloc`] with `zero`): null when out of
+            /// memory.
             #[cold]
             #[inline(never)]
-            fn malloc_cold(size: usize, zero: bool) -> *mut u8 {
+            pub fn malloc_cold(size: usize, zero: bool) -> *mut u8 {
                 if crate::heapmap::REQUESTED.load(Ordering::Relaxed)
                     && crate::heapmap::REQUESTED.swap(false, Ordering::Relaxed)
                 {

@@ -289,6 +289,13 @@ unsafe impl PageSource for BrkSource {
         Ok(span)
     }
 
+    fn reserve_zeroed(&self, size: usize) -> Option<*mut u8> {
+        // Fresh break memory: it reads as zero and is committed page by page on first write.
+        // It stays below every later span for good (the map lives as long as the process).
+        let span = self.state().grow(size, PAGE_SIZE).ok()?;
+        span.zeroed.then_some(span.ptr)
+    }
+
     unsafe fn release(&self, ptr: *mut u8, size: usize) {
         let start = ptr as usize;
         let end = start + size;

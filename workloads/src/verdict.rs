@@ -1,13 +1,15 @@
 //! The soak's verdict on its resident-memory curve.
 //!
 //! The workload's size mix drifts with a period (the *cycle*), so resident memory rises and
-//! falls within each cycle; what must not happen is the peaks creeping up. The first cycle
-//! is the ramp. The *plateau* is the highest RSS of the first quarter of the run after it
-//! (cycle 2 up to cycle n/4: one cycle's peak alone moves with the machine's load); the run
-//! passes when
+//! falls within each cycle; what must not happen is the peaks creeping up. The first quarter
+//! of the cycles (at least one) is the ramp. The *plateau* is the highest peak of the next
+//! quarter (one cycle's peak alone moves with the machine's load); the run passes when
 //! * the last cycle's peak is at most 10% above the plateau, and
-//! * the peaks of cycles 2..n have no upward trend: their least-squares line rises less
-//!   than 10% of the plateau over the run.
+//! * the peaks from the plateau's first cycle on have no upward trend: their least-squares
+//!   line rises less than 10% of the plateau over those cycles.
+//!
+//! A 30-minute run with 2-minute cycles: ramp 0-6 min, plateau 6-12 min. A 2-minute run
+//! with 30-second cycles: ramp 0-30 s, plateau 30-60 s.
 
 /// Allowed rise, as a fraction of the plateau, for both checks.
 pub const TOLERANCE: f64 = 0.10;
@@ -15,11 +17,11 @@ pub const TOLERANCE: f64 = 0.10;
 /// What the curve says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
-    /// Highest RSS of cycles 2..=max(2, n/4) (bytes).
+    /// Highest peak of the cycles right after the ramp (bytes).
     pub plateau: f64,
     /// Highest RSS of the last cycle (bytes).
     pub end: f64,
-    /// Rise of the peaks' fitted line from the second cycle to the last (bytes).
+    /// Rise of the peaks' fitted line from the plateau's first cycle to the last (bytes).
     pub trend: f64,
     /// Each cycle's peak, ramp included.
     pub peaks: Vec<f64>,
@@ -52,13 +54,11 @@ pub fn judge(samples: &[(f64, f64)], cycle_s: f64) -> Option<Verdict> {
         let k = ((t / cycle_s) as usize).min(cycles - 1);
         peaks[k] = peaks[k].max(rss);
     }
-    let plateau = peaks[1..=(cycles / 4).max(1)]
-        .iter()
-        .copied()
-        .fold(0.0, f64::max);
+    let ramp = (cycles / 4).max(1);
+    let plateau = peaks[ramp..2 * ramp].iter().copied().fold(0.0, f64::max);
     let end = peaks[cycles - 1];
-    // Least-squares slope of peaks[1..] against the cycle index.
-    let ys = &peaks[1..];
+    // Least-squares slope of the peaks after the ramp against the cycle index.
+    let ys = &peaks[ramp..];
     let n = ys.len() as f64;
     let mean_x = (n - 1.0) / 2.0;
     let mean_y = ys.iter().sum::<f64>() / n;

@@ -2,7 +2,11 @@
 //! own target directory (both produce the same file names).
 
 use crate::cmd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The SONAME alloc-ffi/build.rs gives libpagebreak.so: `libpagebreak.so.<major>`
+/// (the workspace version is alloc-ffi's too).
+pub const SONAME: &str = concat!("libpagebreak.so.", env!("CARGO_PKG_VERSION_MAJOR"));
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Backend {
@@ -79,7 +83,22 @@ pub fn build(backend: Backend, release: bool, quiet: bool) -> Result<Built, Stri
             return Err(format!("cargo succeeded but {} is missing", p.display()));
         }
     }
+    // A program linked with -lpagebreak asks the loader for the SONAME, not libpagebreak.so.
+    symlink(Path::new("libpagebreak.so"), &out.join(SONAME))?;
     Ok(built)
+}
+
+/// Makes `link` a symbolic link to `target` (relative to the link's directory), replacing
+/// whatever is there in one rename, so a program starting meanwhile sees the old or the new.
+pub fn symlink(target: &Path, link: &Path) -> Result<(), String> {
+    if std::fs::read_link(link).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    let tmp = link.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .and_then(|()| std::fs::rename(&tmp, link))
+        .map_err(|e| format!("{} -> {}: {e}", link.display(), target.display()))
 }
 
 /// Parsed `[--backend mmap|brk] [--debug]`; unknown options are errors.

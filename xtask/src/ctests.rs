@@ -16,7 +16,7 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 pub const CFLAGS: &[&str] = &["-O1", "-g", "-pthread", "-fno-builtin", "-Wall", "-Wextra"];
 
 /// What a program linked with the staticlib needs (rustc's `--print native-static-libs`).
-const STATIC_LIBS: &[&str] = &[
+pub const STATIC_LIBS: &[&str] = &[
     "-lgcc_s",
     "-lutil",
     "-lrt",
@@ -183,6 +183,15 @@ pub fn link_dynamic(built: &Built, bins: &Path) -> Result<(), String> {
         &out,
         &["-L", dir, "-lpagebreak", &rpath, "-ldl"],
     )?;
+    // The program asks for the SONAME; `cargo xtask build` links it to the library.
+    let needed = crate::abi::dynamic_entries(&out, "NEEDED")?;
+    if !needed.iter().any(|n| n == build::SONAME) {
+        return Err(format!(
+            "{} records NEEDED {needed:?}, expected {}",
+            out.display(),
+            build::SONAME
+        ));
+    }
     run_bin(&out, &["dynamic"], None)
 }
 

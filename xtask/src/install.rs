@@ -1,12 +1,18 @@
 //! `cargo xtask install --prefix DIR [--backend mmap|brk]`: the library, its header and a
-//! pkg-config file, laid out as `DIR/lib`, `DIR/include`, `DIR/lib/pkgconfig`.
+//! pkg-config file, laid out as `DIR/lib`, `DIR/include`, `DIR/lib/pkgconfig`. The shared
+//! library is installed as distributions do: the versioned file `libpagebreak.so.X.Y.Z`, its
+//! SONAME `libpagebreak.so.X` (what linked programs ask for) and `libpagebreak.so` (what
+//! `-lpagebreak` finds) as links to it.
 
-use crate::build::{self, Backend};
-use crate::cmd;
+use crate::build::{self, Backend, SONAME};
+use crate::{abi, cmd};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+/// The installed file's name: `libpagebreak.so.<version>`.
+const VERSIONED: &str = concat!("libpagebreak.so.", env!("CARGO_PKG_VERSION"));
 
 const USAGE: &str = "usage: cargo xtask install --prefix DIR [--backend mmap|brk]";
 
@@ -50,7 +56,7 @@ pub fn install(backend: Backend, prefix: &Path) -> Result<Vec<PathBuf>, String> 
         .join("include")
         .join("pagebreak.h");
     let files = [
-        (built.so.as_path(), lib.join("libpagebreak.so")),
+        (built.so.as_path(), lib.join(VERSIONED)),
         (built.a.as_path(), lib.join("libpagebreak.a")),
         (header.as_path(), include.join("pagebreak.h")),
     ];
@@ -61,6 +67,11 @@ pub fn install(backend: Backend, prefix: &Path) -> Result<Vec<PathBuf>, String> 
         fs::copy(from, &tmp)
             .map_err(|e| format!("{} -> {}: {e}", from.display(), tmp.display()))?;
         fs::rename(&tmp, &to).map_err(io(&to))?;
+        installed.push(to);
+    }
+    for link in [SONAME, "libpagebreak.so"] {
+        let to = lib.join(link);
+        build::symlink(Path::new(VERSIONED), &to)?;
         installed.push(to);
     }
     let pc = pkgconfig.join("pagebreak.pc");
@@ -138,6 +149,8 @@ pub fn test_install() -> Result<(), String> {
         ));
     }
     for f in [
+        &format!("lib/{VERSIONED}"),
+        &format!("lib/{SONAME}"),
         "lib/libpagebreak.so",
         "lib/libpagebreak.a",
         "include/pagebreak.h",
@@ -151,6 +164,7 @@ pub fn test_install() -> Result<(), String> {
             return Err(format!("`{}` did not list {}", cmd::show(&c), p.display()));
         }
     }
+    check_links(&prefix.join("lib"))?;
 
     let dir = root.join("target").join("pagebreak-tests").join("install");
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -162,6 +176,13 @@ pub fn test_install() -> Result<(), String> {
     let flags = pkg_config(&pkgconfig, &["--cflags", "--libs", "pagebreak"])?;
     let shared = dir.join("use_pagebreak_shared");
     compile(&src, &shared, &flags)?;
+    let needed = abi::dynamic_entries(&shared, "NEEDED")?;
+    if !needed.iter().any(|n| n == SONAME) || needed.iter().any(|n| n == "libpagebreak.so") {
+        return Err(format!(
+            "{} records NEEDED {needed:?}: expected {SONAME}, the SONAME",
+            shared.display()
+        ));
+    }
     run_and_check(&shared, Some(&prefix.join("lib")))?;
 
     // Static: the archive with Libs.private, no LD_LIBRARY_PATH.
@@ -179,6 +200,38 @@ pub fn test_install() -> Result<(), String> {
     let fixed = dir.join("use_pagebreak_static");
     compile(&src, &fixed, &flags)?;
     run_and_check(&fixed, None)
+}
+
+/// The versioned file is a file with SONAME [`SONAME`]; `libpagebreak.so.X` and
+/// `libpagebreak.so` are relative links to it (the prefix can move).
+fn check_links(lib: &Path) -> Result<(), String> {
+    let file = lib.join(VERSIONED);
+    let meta = fs::symlink_metadata(&file).map_err(io(&file))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", file.display()));
+    }
+    let soname = abi::dynamic_entries(&file, "SONAME")?;
+    if soname != [SONAME] {
+        return Err(format!(
+            "{} has SONAME {soname:?}, expected [{SONAME:?}]",
+            file.display()
+        ));
+    }
+    for link in [SONAME, "libpagebreak.so"] {
+        let p = lib.join(link);
+        match fs::read_link(&p) {
+            Ok(t) if t == Path::new(VERSIONED) => {}
+            Ok(t) => {
+                return Err(format!(
+                    "{} -> {}, expected -> {VERSIONED}",
+                    p.display(),
+                    t.display()
+                ))
+            }
+            Err(e) => return Err(format!("{} is not a link to {VERSIONED}: {e}", p.display())),
+        }
+    }
+    Ok(())
 }
 
 fn pkg_config(dir: &Path, args: &[&str]) -> Result<Vec<String>, String> {

@@ -13,7 +13,7 @@ fn limits_dir() -> PathBuf {
     cmd::root().join("tests").join("limits")
 }
 
-/// Compiles every tests/limits/*.c into `bins` as limits-<name>; sorted by name.
+/// Compiles every `tests/limits/*.c` into `bins` as `limits-<name>`; sorted by name.
 pub fn compile_all(bins: &Path) -> Result<Vec<CTest>, String> {
     std::fs::create_dir_all(bins).map_err(|e| format!("{}: {e}", bins.display()))?;
     let dir = limits_dir();

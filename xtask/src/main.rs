@@ -1,9 +1,11 @@
 //! Project tasks: `cargo xtask <command>` (the alias lives in .cargo/config.toml).
 
 mod aarch64;
+mod abi;
 mod bench;
 mod build;
 mod cmd;
+mod cpp;
 mod ctests;
 mod fastpath;
 mod heapmap;
@@ -34,8 +36,16 @@ commands:
         64 KiB pages (needs qemu-user, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross)
   ctest [--backend mmap|brk|glibc] [NAME...]
         only the C tests in tests/c (glibc: without preload, to check the tests)
+  cpp [--backend mmap|brk|glibc] [NAME...]
+        only the C++ tests in tests/cpp, each preloaded, linked with -lpagebreak and with .a
   install --prefix DIR [--backend mmap|brk]
-        install lib/libpagebreak.{so,a}, include/pagebreak.h, lib/pkgconfig/pagebreak.pc
+        install lib/libpagebreak.so.X.Y.Z (with links libpagebreak.so.X, libpagebreak.so),
+        lib/libpagebreak.a, include/pagebreak.h, lib/pkgconfig/pagebreak.pc
+  exports [--backend mmap|brk]
+        check that libpagebreak.so exports exactly the symbols of tests/link/exports.txt
+  link [--backend mmap|brk]
+        the export list, C programs linked with the .a and -lpagebreak (SONAME), and
+        `install` used through pkg-config
   heapmap [--backend mmap|brk] -- PROGRAM ARGS...
         run PROGRAM preloaded; draw its heap at exit to target/pagebreak-heapmap.svg
   profile [--backend mmap|brk] [--interval BYTES] [--alloc_space] [-o DIR] -- PROGRAM ARGS...
@@ -70,6 +80,7 @@ fn main() {
         "run" => run::main(rest),
         "test" => test::main(rest),
         "ctest" => ctests::main(rest),
+        "cpp" => cpp::main(rest),
         "aarch64" => aarch64::main(rest),
         "bench" => bench::main(rest),
         "fastpath" => fastpath::main(rest),
@@ -77,6 +88,8 @@ fn main() {
         "limits" => limits::main(rest),
         "proftest" => proftests::main(rest),
         "install" => install::main(rest),
+        "exports" => abi::main(rest),
+        "link" => abi::link_main(rest),
         "heapmap" => heapmap::main(rest),
         "soak" => soak::main(rest),
         "threads" => threads::main(rest),

@@ -73,7 +73,7 @@ fn parse_header(text: &str) -> Result<(String, bool), String> {
     Ok((expect, near))
 }
 
-/// Compiles every tests/misuse/*.c into `bins` as misuse-<name>; sorted by name.
+/// Compiles every `tests/misuse/*.c` into `bins` as `misuse-<name>`; sorted by name.
 pub fn compile_all(bins: &Path) -> Result<Vec<Case>, String> {
     std::fs::create_dir_all(bins).map_err(|e| format!("{}: {e}", bins.display()))?;
     let dir = misuse_dir();

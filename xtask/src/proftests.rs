@@ -20,7 +20,7 @@ fn dir() -> PathBuf {
     cmd::root().join("tests").join("profile")
 }
 
-/// Compiles every tests/profile/*.c into `bins` as profile-<name>.
+/// Compiles every `tests/profile/*.c` into `bins` as `profile-<name>`.
 pub fn compile_all(bins: &Path) -> Result<Vec<CTest>, String> {
     std::fs::create_dir_all(bins).map_err(|e| format!("{}: {e}", bins.display()))?;
     let mut tests = Vec::new();

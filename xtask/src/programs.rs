@@ -31,7 +31,7 @@ fn sort_input() -> PathBuf {
     work_dir().join("sort-input.txt")
 }
 
-/// Compiles tests/programs/*.c into `bins` as prog-<name>.
+/// Compiles `tests/programs/*.c` into `bins` as `prog-<name>`.
 pub fn compile(bins: &Path) -> Result<(), String> {
     fs::create_dir_all(bins).map_err(|e| format!("{}: {e}", bins.display()))?;
     let dir = programs_dir();

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask soak --minutes N [--backend mmap|brk] [--cycle-secs S] [--report-secs R]\n       cargo xtask soak --render A.csv [B.csv...] -o OUT.svg";
+const USAGE: &str = "usage: cargo xtask soak --minutes N [--backend mmap|brk] [--cycle-secs S] [--report-secs R] [--rss-advisory]\n       cargo xtask soak --render A.csv [B.csv...] -o OUT.svg";
 
 pub fn main(args: &[String]) -> Result<(), String> {
     let mut backend = Backend::Mmap;
@@ -32,6 +32,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 let v = value()?;
                 extra.extend([a.clone(), v]);
             }
+            "--rss-advisory" => extra.push(a.clone()),
             "--render" => render.push(PathBuf::from(value()?)),
             "-o" => out = Some(PathBuf::from(value()?)),
             other if !render.is_empty() && !other.starts_with('-') => {

@@ -5,7 +5,7 @@
 //! parses it back and checks every record against its own regenerated copy. Whatever the
 //! allocator, the program must come to the same counts; it exits non-zero if not.
 //!
-//!   rust-workload RECORDS_PER_THREAD [THREADS] [ROUNDS]
+//! `rust-workload RECORDS_PER_THREAD [THREADS] [ROUNDS]`
 //!
 //! The allocator is chosen at build time by a cargo feature (see Cargo.toml); without one,
 //! `System`. `cargo xtask bench` builds one binary per allocator.

@@ -84,6 +84,13 @@ unsafe impl PageSource for StdSource {
         unsafe { ptr.write_bytes(0, size) };
         true
     }
+    fn reserve_zeroed(&self, size: usize) -> Option<*mut u8> {
+        // Kept for the life of the process, as the contract says (tests leak it).
+        let layout = Layout::from_size_align(size, 4096).ok()?;
+        // SAFETY: size is non-zero.
+        let p = unsafe { alloc_zeroed(layout) };
+        (!p.is_null()).then_some(p)
+    }
     fn now_ms(&self) -> u64 {
         use std::sync::OnceLock;
         use std::time::Instant;

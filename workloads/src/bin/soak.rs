@@ -13,6 +13,7 @@
 //! them; at the end it drains every table and judges the RSS curve (`workloads::verdict`).
 //!
 //! usage: soak --minutes N [--cycle-secs S] [--workers W] [--report-secs R] [--csv PATH]
+//!             [--rss-advisory]
 //!        soak --judge RUN.csv [--cycle-secs S]   (the verdict on a recorded run)
 
 use std::io::Write;
@@ -41,6 +42,9 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 struct Config {
     judge: Option<String>,
+    /// Report the RSS verdict but exit 0 on it (contents are still checked): for runs too
+    /// short to leave the ramp (CI's 2 minutes; the 30-minute runs ramp for 6-8 minutes).
+    rss_advisory: bool,
     minutes: f64,
     cycle_s: f64,
     workers: usize,
@@ -51,6 +55,7 @@ struct Config {
 fn parse() -> Result<Config, String> {
     let mut c = Config {
         judge: None,
+        rss_advisory: false,
         minutes: 0.0,
         cycle_s: 0.0,
         workers: 8,
@@ -60,6 +65,11 @@ fn parse() -> Result<Config, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--rss-advisory" {
+            c.rss_advisory = true;
+            i += 1;
+            continue;
+        }
         let value = args
             .get(i + 1)
             .ok_or(format!("{} needs a value", args[i]))?;
@@ -282,7 +292,13 @@ fn main() {
         f.flush().expect("writing the CSV");
     }
     if !pass {
-        std::process::exit(1);
+        if cfg.rss_advisory {
+            println!(
+                "(--rss-advisory: the RSS verdict is reported, not enforced; contents were intact)"
+            );
+        } else {
+            std::process::exit(1);
+        }
     }
 }
 

@@ -278,7 +278,7 @@ pub enum Lang {
     Cxx,
 }
 
-/// Compiles alloc-bench/workloads/<stem>.c (or .cc) into `bin`, when the source is newer.
+/// Compiles `alloc-bench/workloads/<stem>.c` (or `.cc`) into `bin`, when the source is newer.
 pub fn compile(root: &Path, bin: &Path, stem: &str, lang: Lang) -> Result<PathBuf, String> {
     let dir = root.join("alloc-bench").join("workloads");
     let src = dir.join(match lang {
