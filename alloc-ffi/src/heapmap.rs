@@ -32,6 +32,36 @@ impl FdWriter {
         }
     }
 
+    /// Create (or truncate) the file at `path` for writing; `None` if it cannot be opened.
+    ///
+    /// # Safety
+    ///
+    /// `path` is a NUL-terminated string.
+    pub(crate) unsafe fn create(path: *const libc::c_char) -> Option<FdWriter> {
+        // SAFETY: `path` is NUL-terminated (caller's contract); open allocates nothing.
+        let fd = unsafe {
+            libc::open(
+                path,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        (fd >= 0).then(|| FdWriter::new(fd))
+    }
+
+    /// Flush and close a file made by [`create`](Self::create): 0 if every byte was written,
+    /// -1 otherwise (the C API's convention).
+    pub(crate) fn finish(mut self) -> i32 {
+        self.flush();
+        // SAFETY: closing the descriptor `create` opened; `self` is consumed.
+        unsafe { libc::close(self.fd) };
+        if self.failed {
+            -1
+        } else {
+            0
+        }
+    }
+
     /// Write raw bytes.
     pub(crate) fn write_bytes(&mut self, bytes: &[u8]) {
         for chunk in bytes.chunks(self.buf.len()) {
@@ -97,17 +127,9 @@ pub(crate) fn write_to<S: PageSource>(
     path: *const libc::c_char,
 ) -> i32 {
     // SAFETY: `path` is a NUL-terminated string (caller's contract).
-    let fd = unsafe {
-        libc::open(
-            path,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
-    if fd < 0 {
+    let Some(mut out) = (unsafe { FdWriter::create(path) }) else {
         return -1;
-    }
-    let mut out = FdWriter::new(fd);
+    };
     let stats = alloc.stats();
     let _ = writeln!(
         out,
@@ -115,14 +137,7 @@ pub(crate) fn write_to<S: PageSource>(
         stats.reserved, stats.allocated, stats.huge_count
     );
     alloc.visit_segments(&mut |view| write_segment(&mut out, view));
-    out.flush();
-    // SAFETY: closing the descriptor we opened.
-    unsafe { libc::close(fd) };
-    if out.failed {
-        -1
-    } else {
-        0
-    }
+    out.finish()
 }
 
 /// Set by the SIGUSR2 handler; the next slow path writes the snapshot.

@@ -61,6 +61,7 @@ mod guarded;
 mod heapmap;
 mod instance;
 mod options;
+mod proc_maps;
 pub mod profile;
 mod report;
 mod stack;

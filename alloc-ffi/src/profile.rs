@@ -290,17 +290,9 @@ fn write_dump_locked(path: *const c_char, reason: &str) -> c_int {
         default.buf.as_ptr().cast()
     };
     // SAFETY: `path` is NUL-terminated (caller's, environ's, or ours).
-    let fd = unsafe {
-        libc::open(
-            path,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
-    if fd < 0 {
+    let Some(mut out) = (unsafe { FdWriter::create(path) }) else {
         return -1;
-    }
-    let mut out = FdWriter::new(fd);
+    };
     let interval = INTERVAL.load(Ordering::Relaxed);
     // SAFETY: time(NULL) only reads the clock.
     let now = unsafe { libc::time(ptr::null_mut()) };
@@ -345,14 +337,7 @@ fn write_dump_locked(path: *const c_char, reason: &str) -> c_int {
     write_maps(&mut out);
     write_build_ids(&mut out, exe);
     let _ = out.write_str("end\n");
-    out.flush();
-    // SAFETY: closing the descriptor we opened.
-    unsafe { libc::close(fd) };
-    if out.failed {
-        -1
-    } else {
-        0
-    }
+    out.finish()
 }
 
 fn write_live(out: &mut FdWriter) {
@@ -379,46 +364,14 @@ fn write_live(out: &mut FdWriter) {
     }
 }
 
-/// Copy /proc/self/maps, each line prefixed with `map `.
+/// Copy /proc/self/maps, each line prefixed with `map ` (a line longer than 8 KiB is cut).
 fn write_maps(out: &mut FdWriter) {
-    // SAFETY: opening a procfs file read-only.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/maps".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return;
-    }
     let mut buf = [0u8; 8192];
-    let mut have = 0usize;
-    loop {
-        // SAFETY: reading into the free tail of our buffer.
-        let n = unsafe { libc::read(fd, buf[have..].as_mut_ptr().cast(), buf.len() - have) };
-        if n <= 0 {
-            break;
-        }
-        have += n as usize;
-        let mut start = 0;
-        while let Some(nl) = buf[start..have].iter().position(|&b| b == b'\n') {
-            out.write_bytes(b"map ");
-            out.write_bytes(&buf[start..start + nl + 1]);
-            start += nl + 1;
-        }
-        if start == 0 && have == buf.len() {
-            // A line longer than the buffer: cut it.
-            out.write_bytes(b"map ");
-            out.write_bytes(&buf[..have]);
-            out.write_bytes(b"\n");
-            have = 0;
-            continue;
-        }
-        buf.copy_within(start..have, 0);
-        have -= start;
-    }
-    // SAFETY: closing the descriptor we opened.
-    unsafe { libc::close(fd) };
+    crate::proc_maps::for_each_line(&mut buf, |line, _whole| {
+        out.write_bytes(b"map ");
+        out.write_bytes(line);
+        out.write_bytes(b"\n");
+    });
 }
 
 /// `buildid NAME HEX` for every loaded object with a GNU build-id note (read in memory).

@@ -108,58 +108,22 @@ pub(crate) fn resolve(addrs: &[usize], out: &mut [Option<Module>], buf: &mut [u8
     for o in out.iter_mut() {
         *o = None;
     }
-    // SAFETY: a NUL-terminated path; open/read/close are plain system calls.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/maps".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return;
-    }
     let mut bases = Bases {
         path_hash: 0,
         base: 0,
     };
-    let mut filled = 0;
-    let mut skipping = false;
-    loop {
-        // SAFETY: reads into the unfilled tail of `buf`.
-        let n = unsafe { libc::read(fd, buf[filled..].as_mut_ptr().cast(), buf.len() - filled) };
-        if n <= 0 {
-            break;
-        }
-        filled += n as usize;
-        let mut consumed = 0;
-        while let Some(nl) = buf[consumed..filled].iter().position(|&b| b == b'\n') {
-            let line = &buf[consumed..consumed + nl];
-            consumed += nl + 1;
-            if skipping {
-                skipping = false;
-                continue;
-            }
-            let Some(line) = parse_line(line) else {
-                continue;
-            };
-            bases.see(&line);
-            for (addr, o) in addrs.iter().zip(out.iter_mut()) {
-                if o.is_none() && (line.start..line.end).contains(addr) {
-                    *o = bases.module(&line, *addr);
-                }
+    crate::proc_maps::for_each_line(buf, |line, whole| {
+        // A line longer than `buf` is skipped: its path is cut.
+        let Some(line) = parse_line(line).filter(|_| whole) else {
+            return;
+        };
+        bases.see(&line);
+        for (addr, o) in addrs.iter().zip(out.iter_mut()) {
+            if o.is_none() && (line.start..line.end).contains(addr) {
+                *o = bases.module(&line, *addr);
             }
         }
-        if consumed == 0 && filled == buf.len() {
-            // A line longer than the buffer: drop what we have of it.
-            skipping = true;
-            filled = 0;
-            continue;
-        }
-        buf.copy_within(consumed..filled, 0);
-        filled -= consumed;
-    }
-    // SAFETY: our descriptor.
-    unsafe { libc::close(fd) };
+    });
 }
 
 #[cfg(test)]

@@ -363,7 +363,7 @@ mod tests {
         for w in over {
             assert!(
                 w.full.iter().chain(w.quick).any(|a| a.starts_with('{')),
-                "{} has a thread placeholder",
+                "{} has a {{threads}} or {{half}} argument (a thread count from the core count)",
                 w.name
             );
         }
