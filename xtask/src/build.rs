@@ -60,16 +60,7 @@ pub fn build(backend: Backend, release: bool, quiet: bool) -> Result<Built, Stri
         .arg(format!("{},c-api", backend.name()));
     if quiet {
         c.arg("--quiet");
-        let status = c
-            .status()
-            .map_err(|e| format!("cannot start `{}`: {e}", cmd::show(&c)))?;
-        if !status.success() {
-            return Err(format!(
-                "`{}` failed: {}",
-                cmd::show(&c),
-                cmd::describe(status)
-            ));
-        }
+        cmd::run_silently(&mut c)?;
     } else {
         cmd::run(&mut c)?;
     }

@@ -61,6 +61,11 @@ fn signal_name(sig: i32) -> &'static str {
 /// Runs a command with inherited stdio; an error unless it exits 0.
 pub fn run(cmd: &mut Command) -> Result<(), String> {
     eprintln!("$ {}", show(cmd));
+    run_silently(cmd)
+}
+
+/// [`run`] without echoing the command (its own output still shows).
+pub fn run_silently(cmd: &mut Command) -> Result<(), String> {
     let status = cmd
         .status()
         .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;

@@ -55,7 +55,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         return Err(USAGE.into());
     };
     let built = build::build(opts.backend, opts.release, true)?;
-    let reader = build_reader()?;
+    let reader = build_reader("release", "release")?;
 
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let dump = dir.join("heap.prof");
@@ -107,47 +107,23 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// Builds the reader (release: symbolising a large program's DWARF unoptimised is slow).
-fn build_reader() -> Result<PathBuf, String> {
-    let mut c = cmd::cargo();
-    c.args(["build", "--quiet", "--release", "-p", "pagebreak-prof"]);
-    let status = c
-        .status()
-        .map_err(|e| format!("cannot start `{}`: {e}", cmd::show(&c)))?;
-    if !status.success() {
-        return Err(format!(
-            "`{}` failed: {}",
-            cmd::show(&c),
-            cmd::describe(status)
-        ));
-    }
-    Ok(cmd::root().join("target/release/pagebreak-prof"))
-}
-
-/// The reader as `cargo test --workspace` built it (the `test` profile, target/debug): this
-/// is cargo's up-to-date check, where a plain `cargo build` would rebuild every dependency at
-/// another opt-level.
-fn debug_reader() -> Result<PathBuf, String> {
+/// Builds the reader with cargo profile `profile` and returns its path under `target/dir`.
+/// `profile` builds it for `cargo xtask profile` (symbolising a large program's DWARF
+/// unoptimised is slow); the tests take the `test` profile `cargo test --workspace` already
+/// built (cargo's up-to-date check, where a plain `cargo build` would rebuild every dependency
+/// at another opt-level).
+fn build_reader(profile: &str, dir: &str) -> Result<PathBuf, String> {
     let mut c = cmd::cargo();
     c.args([
         "build",
         "--quiet",
         "--profile",
-        "test",
+        profile,
         "-p",
         "pagebreak-prof",
     ]);
-    let status = c
-        .status()
-        .map_err(|e| format!("cannot start `{}`: {e}", cmd::show(&c)))?;
-    if !status.success() {
-        return Err(format!(
-            "`{}` failed: {}",
-            cmd::show(&c),
-            cmd::describe(status)
-        ));
-    }
-    Ok(cmd::root().join("target/debug/pagebreak-prof"))
+    cmd::run_silently(&mut c)?;
+    Ok(cmd::root().join("target").join(dir).join("pagebreak-prof"))
 }
 
 const SITES: [(&str, f64); 3] = [("site_a", 60.0), ("site_b", 30.0), ("site_c", 10.0)];
@@ -195,7 +171,7 @@ fn read_dump(reader: &Path, dump: &Path, outputs: &[&str]) -> Result<String, Str
 /// the sites their shares within ±10 points, the flame graph must name them, the pprof file
 /// must be written, and after the frees the live profile must not show them.
 pub fn check_reader(shares: &Path, so: &Path) -> Result<(), String> {
-    let reader = debug_reader()?;
+    let reader = build_reader("test", "debug")?;
     let dir = cmd::root().join("target/pagebreak-tests/profile/reader");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
