@@ -344,18 +344,5 @@ pub fn all(t: &mut Tally) -> Result<(), Stop> {
 
 /// `cargo xtask aarch64 [--keep-going]`: only the aarch64 tests.
 pub fn main(args: &[String]) -> Result<(), String> {
-    let mut keep_going = false;
-    for a in args {
-        match a.as_str() {
-            "--keep-going" => keep_going = true,
-            _ => {
-                return Err(format!(
-                    "unexpected argument `{a}` (usage: cargo xtask aarch64 [--keep-going])"
-                ))
-            }
-        }
-    }
-    let mut t = Tally::new(keep_going);
-    let stopped = all(&mut t).is_err();
-    t.finish(stopped)
+    crate::test::run_suite("aarch64", args, all)
 }

@@ -84,19 +84,29 @@ impl Tally {
 const LOOM_PREEMPTIONS: &str = "3";
 
 pub fn main(args: &[String]) -> Result<(), String> {
+    run_suite("test", args, all)
+}
+
+/// Run a suite of checks: `cargo xtask COMMAND [--keep-going]` (stop at the first failure
+/// unless `--keep-going`), ending with the `N passed, N failed` line.
+pub fn run_suite(
+    command: &str,
+    args: &[String],
+    suite: fn(&mut Tally) -> Result<(), Stop>,
+) -> Result<(), String> {
     let mut keep_going = false;
     for a in args {
         match a.as_str() {
             "--keep-going" => keep_going = true,
             _ => {
                 return Err(format!(
-                    "unexpected argument `{a}` (usage: cargo xtask test [--keep-going])"
+                    "unexpected argument `{a}` (usage: cargo xtask {command} [--keep-going])"
                 ))
             }
         }
     }
     let mut t = Tally::new(keep_going);
-    let stopped = all(&mut t).is_err();
+    let stopped = suite(&mut t).is_err();
     t.finish(stopped)
 }
 
