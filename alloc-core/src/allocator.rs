@@ -1048,7 +1048,7 @@ fn bump_shared(counter: &AtomicUsize, delta: isize) {
 /// and needs no stack frame (2 instructions of 30).
 #[cold]
 #[inline(never)]
-fn corrupt_list(block: *mut u8) -> *mut u8 {
+pub(crate) fn corrupt_list(block: *mut u8) -> *mut u8 {
     if core::hint::black_box(true) {
         report(Misuse {
             call: Call::Malloc,
