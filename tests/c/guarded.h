@@ -6,9 +6,11 @@
 
 #include "common.h"
 
-/* Whether the byte at p can be read (by the kernel, on our behalf). */
+/* Whether the byte at p can be read (by the kernel, on our behalf). The pipe is per thread:
+   a shared one raced when two threads created it at once (one thread wrote into the first pipe
+   and then blocked forever reading the second: guarded_threads hung 1 run in 10). */
 static inline int readable(const void *p) {
-    static int fds[2] = {-1, -1};
+    static _Thread_local int fds[2] = {-1, -1};
     if (fds[0] < 0) CHECK(pipe(fds) == 0);
     ssize_t n = write(fds[1], p, 1);
     if (n == 1) {
