@@ -375,7 +375,8 @@ impl Heap {
         }
     }
 
-    /// A local free emptied the page or found it in the full queue.
+    /// A local free emptied the page or found it in the full queue (which it leaves once an
+    /// eighth of it is free: see [`Page::may_leave_full`]).
     ///
     /// # Safety
     ///
@@ -389,7 +390,7 @@ impl Heap {
     ) {
         // SAFETY: `page` is ours (caller's contract).
         unsafe {
-            if (*page).in_full {
+            if (*page).in_full && ((*page).used == 0 || Page::may_leave_full(page)) {
                 self.page_unfull(alloc, page);
             }
             if (*page).used == 0 {

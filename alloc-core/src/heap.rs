@@ -402,8 +402,12 @@ impl Heap {
                         let fresh = Page::extend(page);
                         self.sample_refill(page, fresh);
                     }
-                    // Held blocks: the page serves the sampled allocation next.
-                    if !(*page).free.is_null() || !(*page).held.is_null() {
+                    // Held blocks: the page serves the sampled allocation next. A used-up
+                    // page with only a few blocks free waits in the full queue until it has
+                    // more (see Page::may_leave_full), or until the source has no fresh page.
+                    let has_room = !(*page).free.is_null()
+                        && ((*page).capacity < (*page).reserved || Page::may_leave_full(page));
+                    if has_room || !(*page).held.is_null() {
                         self.publish(page);
                         // The direct table always points at the queue's first page: only a
                         // page moved to the front needs it rewritten (it was most of this
@@ -436,7 +440,7 @@ impl Heap {
         unsafe {
             let page = self.new_page(alloc, class);
             if page.is_null() {
-                return page;
+                return self.page_from_full(alloc, class);
             }
             self.queues[class].push_front(page);
             self.update_direct(class);
@@ -446,8 +450,49 @@ impl Heap {
         }
     }
 
-    /// Move an exhausted page to the full queue, where the fast path and the slow path's
-    /// search no longer see it; a remote free will bring it back through `delayed_free`.
+    /// Out of memory: serve from a page of `class` waiting in the full queue with a few
+    /// blocks free (fewer than Page::may_leave_full asks for) rather than fail. A walk of the
+    /// full queue, but only once the page source has refused a fresh page.
+    ///
+    /// # Safety
+    ///
+    /// As for `malloc_generic`.
+    #[cold]
+    unsafe fn page_from_full<S: PageSource>(
+        &mut self,
+        alloc: &Allocator<S>,
+        class: usize,
+    ) -> *mut Page {
+        let mut page = self.full.first;
+        // SAFETY: pages in our full queue are live metadata we own.
+        unsafe {
+            while !page.is_null() {
+                let next = (*page).next;
+                if (*page).class as usize == class {
+                    if Page::collect(page).is_err() {
+                        alloc.report(
+                            Call::Malloc,
+                            MisuseKind::CorruptFreeList,
+                            (*page).start as usize,
+                        );
+                    }
+                    if (*page).used < (*page).capacity {
+                        self.page_unfull(alloc, page);
+                        self.queues[class].remove(page);
+                        self.queues[class].push_front(page);
+                        self.update_direct(class);
+                        return page;
+                    }
+                }
+                page = next;
+            }
+        }
+        ptr::null_mut()
+    }
+
+    /// Move a used-up page (nothing or only a few blocks free) to the full queue, where the
+    /// fast path and the slow path's search no longer see it; local frees bring it back once
+    /// it has room (see Page::may_leave_full), a remote free through `delayed_free`.
     unsafe fn page_to_full<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
         // SAFETY: `page` is ours and in its class queue.
         unsafe {
@@ -632,6 +677,11 @@ impl Heap {
                 (*block).next = (*page).encode((*page).local_free as usize);
                 (*page).local_free = block;
                 (*page).used -= 1;
+                // The notification is spent: the page must leave the full queue (it may go
+                // back from the slow path's search while it has only a few blocks free).
+                if (*page).in_full {
+                    self.page_unfull(alloc, page);
+                }
                 self.free_local_cold(alloc, page);
             }
         }

@@ -79,6 +79,31 @@ fn double_free_first_on_another_heap() {
 }
 
 #[test]
+fn double_free_into_a_used_up_page_stays_detectable() {
+    // 1 KiB blocks: 64 to a 64 KiB page. A used-up page serves again only once 8 of them are
+    // free, so a block freed into it is not the next one handed out (it was, before: a second
+    // free of it went unseen after 0 allocations).
+    for remote in [false, true] {
+        let h = heap();
+        let other = heap();
+        // SAFETY: blocks are live until freed; the second free of `victim` is the misuse.
+        unsafe {
+            let first: Vec<*mut u8> = (0..64).map(|_| ALLOC.malloc(h, 1024)).collect();
+            let victim = first[10];
+            ALLOC.free(if remote { other } else { h }, victim);
+            let later: Vec<*mut u8> = (0..64).map(|_| ALLOC.malloc(h, 1024)).collect();
+            assert!(!later.contains(&victim), "remote {remote}: reused at once");
+            expect_report("double free", || ALLOC.free(h, victim));
+            for &p in first.iter().chain(&later) {
+                if p != victim {
+                    ALLOC.free(h, p);
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn invalid_pointers() {
     let h = heap();
     static GLOBAL: [u64; 4] = [0; 4];
