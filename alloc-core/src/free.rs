@@ -375,8 +375,8 @@ impl Heap {
         }
     }
 
-    /// A local free emptied the page or found it in the full queue (which it leaves once an
-    /// eighth of it is free: see [`Page::may_leave_full`]).
+    /// A local free emptied the page or found it in the full queue (which it leaves once it
+    /// has a second free block: see [`Page::may_leave_full`]).
     ///
     /// # Safety
     ///

@@ -80,9 +80,9 @@ fn double_free_first_on_another_heap() {
 
 #[test]
 fn double_free_into_a_used_up_page_stays_detectable() {
-    // 1 KiB blocks: 64 to a 64 KiB page. A used-up page serves again only once 8 of them are
-    // free, so a block freed into it is not the next one handed out (it was, before: a second
-    // free of it went unseen after 0 allocations).
+    // 1 KiB blocks: 64 to a 64 KiB page. A used-up page serves again only once two of them
+    // are free, so a lone block freed into it is not the next one handed out (it was, before:
+    // a second free of it went unseen after 0 allocations).
     for remote in [false, true] {
         let h = heap();
         let other = heap();

@@ -70,10 +70,10 @@ int main(int argc, char **argv) {
     struct scenario scenarios[] = {
         {"fresh, local", 100, 0, 28, 0},
         {"fresh, remote", 100, 1, 28, 0},
-        {"full, local", 20000, 0, -1, 0},
-        {"full, remote", 20000, 1, -1, 0},
-        {"worst, local", 2048, 0, -1, 0},
-        {"worst, remote", 2048, 1, -1, 0},
+        {"full, local", 20000, 0, 2048, 0},
+        {"full, remote", 20000, 1, 2048, 0},
+        {"worst, local", 2048, 0, 2048, 0},
+        {"worst, remote", 2048, 1, 2048, 0},
     };
     int failed = 0;
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
