@@ -1,5 +1,8 @@
 //! A thread-owned heap: per size class a queue of pages, the direct table the malloc fast path
-//! reads, the segments it owns, and the list of segments waiting to be purged.
+//! reads, the segments it owns, and the list of segments waiting to be purged. How pages move
+//! between the queues (the slow path's search, the full queue) is in
+//! `page_queue.rs`; this module owns segments, purging, abandonment and
+//! adoption.
 //!
 //! Only the owning thread touches a heap, except for its `delayed_free` list, an atomic stack
 //! other threads push onto when they free into one of its *full* pages (so the owner learns the
@@ -10,11 +13,12 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::allocator::Allocator;
 use crate::checks::{Call, MisuseKind};
-use crate::page::{Block, Page};
-use crate::protocol::{delayed, ownership, thread_free};
+use crate::page::Page;
+use crate::page_queue::PageQueue;
+use crate::protocol::ownership;
 use crate::segment::{Segment, SegmentHeader};
 use crate::size_class::{
-    class_of, class_size, page_kind, PageKind, DIRECT_MAX, DIRECT_SLOTS, LARGE_MAX, NUM_CLASSES,
+    class_of, class_size, page_kind, PageKind, DIRECT_SLOTS, LARGE_MAX, NUM_CLASSES,
 };
 use crate::source::PageSource;
 use crate::util::SpinLock;
@@ -29,101 +33,13 @@ unsafe impl Sync for SyncPage {}
 pub(crate) static EMPTY_PAGE: SyncPage = SyncPage(Page::EMPTY);
 
 #[inline(always)]
-fn empty_page() -> *mut Page {
+pub(crate) fn empty_page() -> *mut Page {
     ptr::addr_of!(EMPTY_PAGE.0).cast_mut()
 }
-
-/// The direct-table slots of each class, `lo..hi` (empty past `DIRECT_MAX`): computed once,
-/// so that moving a page to the front of its queue rewrites them without a size computation
-/// (that was a third of a churn loop's slow path).
-const DIRECT_RANGE: [(u8, u8); NUM_CLASSES] = {
-    let mut table = [(0u8, 0u8); NUM_CLASSES];
-    let mut class = 1;
-    while class < NUM_CLASSES {
-        let size = class_size(class);
-        if size <= DIRECT_MAX {
-            let lo = if class == 1 {
-                0
-            } else {
-                class_size(class - 1) / 16 + 1
-            };
-            table[class] = (lo as u8, (size / 16 + 1) as u8);
-        }
-        class += 1;
-    }
-    table
-};
-const _: () = assert!(DIRECT_SLOTS <= u8::MAX as usize);
 
 /// Slow paths between two looks at the purge clock. A slow path runs at most every few
 /// dozen mallocs of a class, so purges still happen within milliseconds of their deadline.
 pub(crate) const PURGE_CHECK_EVERY: u32 = 32;
-
-#[derive(Clone, Copy)]
-pub(crate) struct PageQueue {
-    pub(crate) first: *mut Page,
-    pub(crate) last: *mut Page,
-}
-
-impl PageQueue {
-    const EMPTY: PageQueue = PageQueue {
-        first: ptr::null_mut(),
-        last: ptr::null_mut(),
-    };
-
-    /// # Safety
-    /// `page` is a live page not in any queue.
-    unsafe fn push_front(&mut self, page: *mut Page) {
-        // SAFETY: per the contract, `page` and the queue's pages are live metadata we own.
-        unsafe {
-            (*page).prev = ptr::null_mut();
-            (*page).next = self.first;
-            if self.first.is_null() {
-                self.last = page;
-            } else {
-                (*self.first).prev = page;
-            }
-        }
-        self.first = page;
-    }
-
-    /// # Safety
-    /// `page` is a live page not in any queue.
-    unsafe fn push_back(&mut self, page: *mut Page) {
-        // SAFETY: as in push_front.
-        unsafe {
-            (*page).next = ptr::null_mut();
-            (*page).prev = self.last;
-            if self.last.is_null() {
-                self.first = page;
-            } else {
-                (*self.last).next = page;
-            }
-        }
-        self.last = page;
-    }
-
-    /// # Safety
-    /// `page` is in this queue.
-    unsafe fn remove(&mut self, page: *mut Page) {
-        // SAFETY: as in push_front.
-        unsafe {
-            let (prev, next) = ((*page).prev, (*page).next);
-            if prev.is_null() {
-                self.first = next;
-            } else {
-                (*prev).next = next;
-            }
-            if next.is_null() {
-                self.last = prev;
-            } else {
-                (*next).prev = prev;
-            }
-            (*page).next = ptr::null_mut();
-            (*page).prev = ptr::null_mut();
-        }
-    }
-}
 
 /// Per-heap counters, written by the owner with plain load/store pairs (no locked
 /// instruction) and read by anyone taking a statistics snapshot.
@@ -293,16 +209,6 @@ impl Heap {
         self.live
     }
 
-    /// Point the direct-table slots of `class` at its first page.
-    fn update_direct(&mut self, class: usize) {
-        let (lo, hi) = DIRECT_RANGE[class];
-        let first = self.queues[class].first;
-        let page = if first.is_null() { empty_page() } else { first };
-        for slot in &mut self.direct[lo as usize..hi as usize] {
-            *slot = page;
-        }
-    }
-
     /// Report `used - published` of `page` into the class counters.
     ///
     /// # Safety
@@ -373,170 +279,12 @@ impl Heap {
         }
     }
 
-    /// A page of `class` with a free block, or null when out of memory.
-    ///
-    /// # Safety
-    ///
-    /// As for `malloc_generic`.
-    unsafe fn find_page<S: PageSource>(&mut self, alloc: &Allocator<S>, class: usize) -> *mut Page {
-        let mut adopted = 0;
-        loop {
-            let mut page = self.queues[class].first;
-            // Each page is visited once: it either serves, or moves to the full queue.
-            while !page.is_null() {
-                // SAFETY: pages in our queues are live metadata we own.
-                unsafe {
-                    let next = (*page).next;
-                    match Page::collect(page) {
-                        Ok(fresh) => self.sample_refill(page, fresh),
-                        Err(_) => alloc.report(
-                            Call::Malloc,
-                            MisuseKind::CorruptFreeList,
-                            (*page).start as usize,
-                        ),
-                    }
-                    if (*page).free.is_null()
-                        && (*page).held.is_null()
-                        && (*page).capacity < (*page).reserved
-                    {
-                        let fresh = Page::extend(page);
-                        self.sample_refill(page, fresh);
-                    }
-                    // Held blocks: the page serves the sampled allocation next. A used-up
-                    // page with only a few blocks free waits in the full queue until it has
-                    // more (see Page::may_leave_full), or until the source has no fresh page.
-                    let has_room = !(*page).free.is_null()
-                        && ((*page).capacity < (*page).reserved || Page::may_leave_full(page));
-                    if has_room || !(*page).held.is_null() {
-                        self.publish(page);
-                        // The direct table always points at the queue's first page: only a
-                        // page moved to the front needs it rewritten (it was most of this
-                        // slow path's cost on a churn loop).
-                        if page != self.queues[class].first {
-                            self.queues[class].remove(page);
-                            self.queues[class].push_front(page);
-                            self.update_direct(class);
-                        }
-                        return page;
-                    }
-                    self.page_to_full(alloc, page);
-                    page = next;
-                }
-            }
-            // Adopt a segment abandoned by an exited thread before mapping a new one: it may
-            // hold pages of this class, and adopting keeps memory bounded under thread churn.
-            // Never into an arena: destroying it would free the adopted blocks' memory under
-            // their users.
-            if !self.arena && adopted < 2 && alloc.has_abandoned() {
-                adopted += 1;
-                // SAFETY: we own the heap.
-                if unsafe { self.adopt_one(alloc) } {
-                    continue;
-                }
-            }
-            break;
-        }
-        // SAFETY: we own the heap.
-        unsafe {
-            let page = self.new_page(alloc, class);
-            if page.is_null() {
-                return self.page_from_full(alloc, class);
-            }
-            self.queues[class].push_front(page);
-            self.update_direct(class);
-            let fresh = Page::extend(page);
-            self.sample_refill(page, fresh);
-            page
-        }
-    }
-
-    /// Out of memory: serve from a page of `class` waiting in the full queue with a few
-    /// blocks free (fewer than Page::may_leave_full asks for) rather than fail. A walk of the
-    /// full queue, but only once the page source has refused a fresh page.
-    ///
-    /// # Safety
-    ///
-    /// As for `malloc_generic`.
-    #[cold]
-    unsafe fn page_from_full<S: PageSource>(
+    /// A fresh page of `class`: from a segment with free slots, or a new segment.
+    pub(crate) unsafe fn new_page<S: PageSource>(
         &mut self,
         alloc: &Allocator<S>,
         class: usize,
     ) -> *mut Page {
-        let mut page = self.full.first;
-        // SAFETY: pages in our full queue are live metadata we own.
-        unsafe {
-            while !page.is_null() {
-                let next = (*page).next;
-                if (*page).class as usize == class {
-                    if Page::collect(page).is_err() {
-                        alloc.report(
-                            Call::Malloc,
-                            MisuseKind::CorruptFreeList,
-                            (*page).start as usize,
-                        );
-                    }
-                    if (*page).used < (*page).capacity {
-                        self.page_unfull(alloc, page);
-                        self.queues[class].remove(page);
-                        self.queues[class].push_front(page);
-                        self.update_direct(class);
-                        return page;
-                    }
-                }
-                page = next;
-            }
-        }
-        ptr::null_mut()
-    }
-
-    /// Move a used-up page (nothing or only a few blocks free) to the full queue, where the
-    /// fast path and the slow path's search no longer see it; local frees bring it back once
-    /// it has room (see Page::may_leave_full), a remote free through `delayed_free`.
-    unsafe fn page_to_full<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
-        // SAFETY: `page` is ours and in its class queue.
-        unsafe {
-            let class = (*page).class as usize;
-            let was_first = self.queues[class].first == page;
-            self.queues[class].remove(page);
-            if was_first {
-                self.update_direct(class);
-            }
-            self.publish(page);
-            (*page).in_full = true;
-            self.full.push_back(page);
-            // A remote free that landed before DELAY_USE was set sent no notification.
-            if thread_free::enter_full(&(*page).thread_free, waiter(alloc.source())) {
-                self.page_unfull(alloc, page);
-            }
-        }
-    }
-
-    /// Bring a page back from the full queue (to the back of its class queue).
-    pub(crate) unsafe fn page_unfull<S: PageSource>(
-        &mut self,
-        alloc: &Allocator<S>,
-        page: *mut Page,
-    ) {
-        // SAFETY: `page` is ours and in the full queue.
-        unsafe {
-            thread_free::set_delay(
-                &(*page).thread_free,
-                thread_free::DELAY_NO,
-                waiter(alloc.source()),
-            );
-            self.full.remove(page);
-            (*page).in_full = false;
-            let class = (*page).class as usize;
-            self.queues[class].push_back(page);
-            if self.queues[class].first == page {
-                self.update_direct(class);
-            }
-        }
-    }
-
-    /// A fresh page of `class`: from a segment with free slots, or a new segment.
-    unsafe fn new_page<S: PageSource>(&mut self, alloc: &Allocator<S>, class: usize) -> *mut Page {
         let kind = page_kind(class);
         // Large pages take a run of 64 KiB slots; small and medium pages one slot.
         let slots = if kind == PageKind::Large {
@@ -605,30 +353,12 @@ impl Heap {
         (ptr::null_mut(), 0)
     }
 
-    /// A page with no live blocks: keep it if it is the only page of its class (so a
-    /// malloc/free loop does not map and unmap a page each time), else give the slot back.
-    pub(crate) unsafe fn page_retire<S: PageSource>(
+    /// Return a page's slot to its segment (and the segment to the allocator once empty).
+    pub(crate) unsafe fn page_free<S: PageSource>(
         &mut self,
         alloc: &Allocator<S>,
         page: *mut Page,
     ) {
-        // SAFETY: `page` is ours, in its class queue, with no live blocks.
-        unsafe {
-            let class = (*page).class as usize;
-            let queue = self.queues[class];
-            if queue.first == page && queue.last == page {
-                return;
-            }
-            self.queues[class].remove(page);
-            if queue.first == page {
-                self.update_direct(class);
-            }
-            self.page_free(alloc, page);
-        }
-    }
-
-    /// Return a page's slot to its segment (and the segment to the allocator once empty).
-    unsafe fn page_free<S: PageSource>(&mut self, alloc: &Allocator<S>, page: *mut Page) {
         // SAFETY: `page` is ours, in no queue, with no live blocks; its segment is ours.
         unsafe {
             (*page).used = 0;
@@ -661,47 +391,6 @@ impl Heap {
                 self.purge_list_push(seg);
             }
         }
-    }
-
-    /// Free the blocks other threads pushed onto `delayed_free`.
-    unsafe fn process_delayed<S: PageSource>(&mut self, alloc: &Allocator<S>) {
-        let mut link = delayed::take(&self.delayed_free);
-        while link != 0 {
-            let addr = self.decode_delayed(link);
-            let block: *mut Block = ptr::with_exposed_provenance_mut(addr);
-            // SAFETY: the block was pushed by a remote free that validated it against its page;
-            // the page is in our full queue (or was), so we own it.
-            unsafe {
-                link = (*block).next;
-                let page = Allocator::<S>::page_of(block.cast());
-                (*block).next = (*page).encode((*page).local_free as usize);
-                (*page).local_free = block;
-                (*page).used -= 1;
-                // The notification is spent: the page must leave the full queue (it may go
-                // back from the slow path's search while it has only a few blocks free).
-                if (*page).in_full {
-                    self.page_unfull(alloc, page);
-                }
-                self.free_local_cold(alloc, page);
-            }
-        }
-    }
-
-    /// Encode a delayed-list link of the heap at `heap`; other threads call this while the
-    /// owner works on the heap, so it reads the key without a reference to the heap.
-    ///
-    /// # Safety
-    ///
-    /// `heap` points to a live heap.
-    #[inline]
-    pub(crate) unsafe fn raw_encode_delayed(heap: *const Heap, addr: usize) -> usize {
-        // SAFETY: per the contract; a plain field read.
-        (addr ^ unsafe { (*heap).key }).rotate_left(29)
-    }
-
-    #[inline]
-    fn decode_delayed(&self, link: usize) -> usize {
-        link.rotate_right(29) ^ self.key
     }
 
     // ---------------------------------------------------------------- segments
@@ -1045,7 +734,7 @@ impl Heap {
     }
 
     /// Take one abandoned segment and make its pages ours. Returns whether one was adopted.
-    unsafe fn adopt_one<S: PageSource>(&mut self, alloc: &Allocator<S>) -> bool {
+    pub(crate) unsafe fn adopt_one<S: PageSource>(&mut self, alloc: &Allocator<S>) -> bool {
         let seg = alloc.pop_abandoned();
         if seg.is_null() {
             return false;

@@ -45,6 +45,7 @@ mod free;
 pub mod guarded;
 pub mod heap;
 mod page;
+mod page_queue;
 /// The cross-thread protocols, generic over the atomic word (public for the loom models).
 #[doc(hidden)]
 pub mod protocol;
