@@ -98,6 +98,29 @@ pub fn set_stack_capture(capture: StackCapture) {
     CAPTURE.store(capture as *mut (), Ordering::Release);
 }
 
+/// The calling thread's id as the OS names it (`gettid` on Linux), for reports. Must not
+/// allocate.
+pub type ThreadId = fn() -> usize;
+
+static THREAD_ID: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());
+
+/// Install the function that names the thread allocating or freeing a guarded block (none by
+/// default: reports then give no thread).
+pub fn set_thread_id(thread_id: ThreadId) {
+    THREAD_ID.store(thread_id as *mut (), Ordering::Release);
+}
+
+/// The calling thread's id, 0 when no [`ThreadId`] is installed.
+fn thread_id() -> usize {
+    let raw = THREAD_ID.load(Ordering::Acquire);
+    if raw.is_null() {
+        return 0;
+    }
+    // SAFETY: the only non-null value ever stored is a `ThreadId` cast to a pointer.
+    let f: ThreadId = unsafe { core::mem::transmute::<*mut (), ThreadId>(raw) };
+    f()
+}
+
 fn capture(out: &mut [usize; STACK_FRAMES]) -> usize {
     let raw = CAPTURE.load(Ordering::Acquire);
     if raw.is_null() {
@@ -149,6 +172,8 @@ struct SlotRecord {
     usable: AtomicUsize,
     alloc_len: AtomicUsize,
     free_len: AtomicUsize,
+    alloc_thread: AtomicUsize,
+    free_thread: AtomicUsize,
     alloc_stack: [AtomicUsize; STACK_FRAMES],
     free_stack: [AtomicUsize; STACK_FRAMES],
 }
@@ -186,6 +211,10 @@ pub struct GuardedBlock {
     pub alloc_stack: Stack,
     /// Where it was freed (empty while live).
     pub free_stack: Stack,
+    /// The thread that allocated it ([`set_thread_id`]'s id; 0 if unknown).
+    pub alloc_thread: usize,
+    /// The thread that freed it (0 while live, or if unknown).
+    pub free_thread: usize,
 }
 
 /// What a faulting access to the pool was.
@@ -451,6 +480,8 @@ impl GuardedPool {
                         usable: AtomicUsize::new(0),
                         alloc_len: AtomicUsize::new(0),
                         free_len: AtomicUsize::new(0),
+                        alloc_thread: AtomicUsize::new(0),
+                        free_thread: AtomicUsize::new(0),
                         alloc_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
                         free_stack: [const { AtomicUsize::new(0) }; STACK_FRAMES],
                     },
@@ -562,7 +593,9 @@ impl GuardedPool {
         record.requested.store(size, Ordering::Relaxed);
         record.usable.store(usable, Ordering::Relaxed);
         SlotRecord::store_stack(&record.alloc_stack, &record.alloc_len, &stack[..frames]);
+        record.alloc_thread.store(thread_id(), Ordering::Relaxed);
         record.free_len.store(0, Ordering::Relaxed);
+        record.free_thread.store(0, Ordering::Relaxed);
         if zero && record.dirty.load(Ordering::Relaxed) != 0 {
             // SAFETY: the block's `usable` bytes are accessible and ours.
             unsafe { ptr::write_bytes(block, 0, usable) };
@@ -618,6 +651,7 @@ impl GuardedPool {
         let mut stack = [0usize; STACK_FRAMES];
         let frames = capture(&mut stack);
         SlotRecord::store_stack(&record.free_stack, &record.free_len, &stack[..frames]);
+        record.free_thread.store(thread_id(), Ordering::Relaxed);
         let off = p as usize - g.span as usize;
         let (lo, hi) = g.pages_of(off, record.usable.load(Ordering::Relaxed));
         // SAFETY: the block's pages, in our span; the block is dead (we won the free).
@@ -652,6 +686,12 @@ impl GuardedPool {
                 Stack::EMPTY
             } else {
                 SlotRecord::load_stack(&record.free_stack, &record.free_len)
+            },
+            alloc_thread: record.alloc_thread.load(Ordering::Relaxed),
+            free_thread: if live {
+                0
+            } else {
+                record.free_thread.load(Ordering::Relaxed)
             },
         })
     }

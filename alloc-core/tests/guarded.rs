@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
-use alloc_core::guarded::{set_stack_capture, STACK_FRAMES};
+use alloc_core::guarded::{set_stack_capture, set_thread_id, STACK_FRAMES};
 use alloc_core::{
     Allocator, FaultKind, GuardedConfig, Heap, PageSource, SourceError, Span, StaticSource,
     PAGE_SIZE,
@@ -296,6 +296,36 @@ fn fake_stack(out: &mut [usize]) -> usize {
         *f = 0x1000 + i;
     }
     out.len()
+}
+
+std::thread_local! {
+    static FAKE_TID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn fake_thread_id() -> usize {
+    FAKE_TID.with(|t| t.get())
+}
+
+#[test]
+fn threads_that_allocated_and_freed_are_recorded() {
+    let (alloc, _, _) = setup(small(8));
+    set_thread_id(fake_thread_id);
+    FAKE_TID.with(|t| t.set(41));
+    // SAFETY: the block is live until the other thread frees it.
+    let p = unsafe { alloc.guarded_alloc(64, 16, false) } as usize;
+    let block = alloc.guarded_block(p).unwrap();
+    assert_eq!((block.alloc_thread, block.free_thread), (41, 0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            FAKE_TID.with(|t| t.set(42));
+            let other = alloc.new_heap();
+            // SAFETY: a live guarded block; any thread may free it, through its own heap.
+            unsafe { alloc.free(other, p as *mut u8) };
+        });
+    });
+    let block = alloc.guarded_block(p).unwrap();
+    assert!(!block.live);
+    assert_eq!((block.alloc_thread, block.free_thread), (41, 42));
 }
 
 #[test]

@@ -40,6 +40,7 @@ pub(crate) fn enable<S: alloc_core::PageSource>(
     options: &crate::Options,
 ) -> bool {
     alloc_core::guarded::set_stack_capture(crate::stack::capture);
+    alloc_core::guarded::set_thread_id(thread_id);
     if !alloc.enable_guarded(options.guarded_config()) {
         let mut line = crate::report::LineBuf::new();
         let _ = writeln!(
@@ -129,7 +130,7 @@ fn own_module(r: &mut Report) -> Option<Module> {
     (own.name().as_bytes() != exe_name).then_some(own)
 }
 
-fn write_stack(r: &mut Report, title: &str, frames: &[usize], own: Option<&Module>) {
+fn write_stack(r: &mut Report, title: fmt::Arguments, frames: &[usize], own: Option<&Module>) {
     let mut modules = [None; alloc_core::guarded::STACK_FRAMES];
     let frames = &frames[..frames.len().min(modules.len())];
     symbolize::resolve(frames, &mut modules[..frames.len()], &mut r.maps);
@@ -158,11 +159,31 @@ fn write_stack(r: &mut Report, title: &str, frames: &[usize], own: Option<&Modul
     }
 }
 
+/// The calling thread's kernel id (what `ps -L`, gdb and `/proc/PID/task` show).
+fn thread_id() -> usize {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as usize }
+}
+
 fn write_stacks(r: &mut Report, block: &GuardedBlock) {
     let own = own_module(r);
-    write_stack(r, "allocated at", block.alloc_stack.frames(), own.as_ref());
+    let stack = |r: &mut Report, verb: &str, thread: usize, frames: &[usize]| match thread {
+        0 => write_stack(r, format_args!("{verb} at"), frames, own.as_ref()),
+        t => write_stack(
+            r,
+            format_args!("{verb} by thread {t} at"),
+            frames,
+            own.as_ref(),
+        ),
+    };
+    stack(
+        r,
+        "allocated",
+        block.alloc_thread,
+        block.alloc_stack.frames(),
+    );
     if !block.live {
-        write_stack(r, "freed at", block.free_stack.frames(), own.as_ref());
+        stack(r, "freed", block.free_thread, block.free_stack.frames());
     }
 }
 
@@ -249,7 +270,7 @@ pub(crate) fn report_fault(fault: &GuardedFault, access: Access, pc: usize) -> !
     let _ = write_fault_line(r, fault, access);
     if pc != 0 {
         let own = own_module(r);
-        write_stack(r, "faulting instruction", &[pc], own.as_ref());
+        write_stack(r, format_args!("faulting instruction"), &[pc], own.as_ref());
     }
     if let Some(block) = &fault.block {
         write_stacks(r, block);
@@ -301,6 +322,8 @@ mod tests {
             live,
             alloc_stack: Stack::EMPTY,
             free_stack: Stack::EMPTY,
+            alloc_thread: 0,
+            free_thread: 0,
         };
         let mut s = S(String::new());
         write_fault_line(

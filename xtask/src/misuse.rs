@@ -14,7 +14,8 @@
 //!   after the pointer with this text, `{block}` standing for the first pointer the program
 //!   printed (the block; the last one printed is the misused address);
 //! * `// stacks: allocated at | freed at`: the report's first line is followed by exactly
-//!   these sections, in order, each `pagebreak: <title>:` and one or more frame lines
+//!   these sections, in order, each `pagebreak: <title>:` (`allocated by thread <id> at:`,
+//!   `freed by thread <id> at:`, the id a kernel thread id) and one or more frame lines
 //!   `pagebreak:   #N 0x<16 hex digits> <module>+0x<hex>`, at least one of them in the
 //!   program itself (`misuse-<name>+0x...`). `faulting instruction` has exactly one frame.
 
@@ -174,34 +175,73 @@ fn check_report(case: &Case, stdout: &str, stderr: &str) -> Result<(), String> {
 fn check_stacks(case: &Case, mut lines: &[&str]) -> Result<(), String> {
     let program = format!(" misuse-{}+0x", case.name);
     for title in &case.stacks {
-        let head = format!("pagebreak: {title}:");
+        let head = stack_head(title);
         match lines.first() {
-            Some(l) if *l == head => lines = &lines[1..],
-            other => return Err(format!("expected {head:?}, found {other:?}")),
+            Some(l) if head.matches(l) => lines = &lines[1..],
+            other => return Err(format!("expected {:?}, found {other:?}", head.shape)),
         }
         let frames = lines
             .iter()
             .take_while(|l| l.starts_with("pagebreak:   #"))
             .count();
         if frames == 0 {
-            return Err(format!("no frames under {head:?}"));
+            return Err(format!("no frames under {:?}", head.shape));
         }
         for (i, frame) in lines[..frames].iter().enumerate() {
             check_frame(frame, i)?;
         }
         if !lines[..frames].iter().any(|l| l.contains(&program)) {
             return Err(format!(
-                "no frame of the program ({program:?}) under {head:?}"
+                "no frame of the program ({program:?}) under {:?}",
+                head.shape
             ));
         }
         if title == "faulting instruction" && frames != 1 {
-            return Err(format!("{frames} frames under {head:?}, expected one"));
+            return Err(format!(
+                "{frames} frames under {:?}, expected one",
+                head.shape
+            ));
         }
         lines = &lines[frames..];
     }
     match lines.first() {
         None => Ok(()),
         Some(l) => Err(format!("unexpected line after the report: {l:?}")),
+    }
+}
+
+/// The line that opens a stack section: `pagebreak: faulting instruction:`, or for
+/// `allocated at` / `freed at` the thread's id too: `pagebreak: freed by thread 1234 at:`.
+struct StackHead {
+    shape: String,
+    /// The text before and after the thread id; `None`: the line is `shape` exactly.
+    around_thread: Option<(String, String)>,
+}
+
+impl StackHead {
+    fn matches(&self, line: &str) -> bool {
+        match &self.around_thread {
+            None => line == self.shape,
+            Some((before, after)) => line
+                .strip_prefix(before.as_str())
+                .and_then(|l| l.strip_suffix(after.as_str()))
+                .is_some_and(|id| {
+                    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && id != "0"
+                }),
+        }
+    }
+}
+
+fn stack_head(title: &str) -> StackHead {
+    match title.strip_suffix(" at") {
+        Some(verb) => StackHead {
+            shape: format!("pagebreak: {verb} by thread <id> at:"),
+            around_thread: Some((format!("pagebreak: {verb} by thread "), " at:".into())),
+        },
+        None => StackHead {
+            shape: format!("pagebreak: {title}:"),
+            around_thread: None,
+        },
     }
 }
 
@@ -352,13 +392,20 @@ mod tests {
                       pagebreak:   #1 0x00007f0000000001 libc.so.6+0x2724a\n";
         let first = "pagebreak: use-after-free write at 0x7f10: 16 bytes into the freed \
                      24-byte block at 0x7f00\n";
-        let good =
-            format!("{first}pagebreak: allocated at:\n{frames}pagebreak: freed at:\n{frames}");
+        let good = format!(
+            "{first}pagebreak: allocated by thread 4242 at:\n{frames}\
+             pagebreak: freed by thread 4243 at:\n{frames}"
+        );
         assert_eq!(check_report(&c, stdout, &good), Ok(()));
+        // The thread must be named, by a non-zero number.
+        for bad in ["by thread  at", "by thread 0 at", "by thread x1 at", "at"] {
+            let t = good.replace("by thread 4243 at", bad);
+            assert!(check_report(&c, stdout, &t).is_err(), "{bad}");
+        }
         // The block named wrong, a section missing, a frame outside the program, a stray line.
         let wrong_block = good.replace("block at 0x7f00", "block at 0x7f20");
         assert!(check_report(&c, stdout, &wrong_block).is_err());
-        let no_free = format!("{first}pagebreak: allocated at:\n{frames}");
+        let no_free = format!("{first}pagebreak: allocated by thread 4242 at:\n{frames}");
         assert!(check_report(&c, stdout, &no_free).is_err());
         let foreign = good.replace("misuse-t+0x11a9", "libc.so.6+0x11a9");
         assert!(check_report(&c, stdout, &foreign).is_err());
