@@ -770,6 +770,14 @@ impl<S: PageSource> Allocator<S> {
         let Some(span) = self.obtain_span(SEGMENT_SIZE, SEGMENT_SIZE) else {
             return ptr::null_mut();
         };
+        // A page's remote-free word keeps a block count above bit 48 (see
+        // `protocol::thread_free`): blocks must lie below 2^48. Linux maps there unless a
+        // program asks for higher addresses with a hint; a source that does not is refused.
+        if (span.ptr as usize + SEGMENT_SIZE - 1) >> crate::protocol::thread_free::COUNT_SHIFT != 0
+        {
+            self.release_span(span.ptr, span.size);
+            return ptr::null_mut();
+        }
         let entry = if kind == PageKind::Medium {
             PAGES_512K
         } else {

@@ -338,9 +338,21 @@ impl Page {
             if !(*page).held.is_null() {
                 return Ok(0);
             }
-            let taken = thread_free::take(&(*page).thread_free);
+            let (taken, counted) = thread_free::take(&(*page).thread_free);
+            if taken != 0 && (*page).free.is_null() && counted < thread_free::COUNT_MAX {
+                // The freers counted the blocks: no walk. Each link is checked as malloc pops
+                // it (as for `local_free`); a count beyond the live blocks is damage.
+                if counted > (*page).used as usize {
+                    return Err(taken);
+                }
+                (*page).free = (*page).block_at(taken);
+                (*page).used -= counted as u16;
+                (*page).free_is_zero = false;
+                return Ok(counted);
+            }
             if taken != 0 {
-                // Walk to the tail, counting; a list longer than the page is damaged.
+                // Blocks are still on `free`: walk to the tail to splice the stack in front,
+                // counting; a list longer than the page is damaged.
                 let mut count = 1u16;
                 let mut tail = (*page).block_at(taken);
                 loop {

@@ -13,7 +13,9 @@
 //!   the page size and `align` a power of two no smaller than the page size. The core asks
 //!   for spans aligned to [`SEGMENT_SIZE`](crate::SEGMENT_SIZE) (4 MiB) or more, because it finds
 //!   a block's metadata by masking the block's address. The returned span starts at a multiple
-//!   of `align` and is exactly `size` bytes long.
+//!   of `align` and is exactly `size` bytes long. Spans for pages of small, medium and large
+//!   blocks must lie below 2^48 (the core packs a count into the upper bits of their
+//!   remote-free words); one above is given back and the allocation fails as out of memory.
 //! * **Zeroed memory.** [`Span::zeroed`] says whether every byte of the fresh span reads as
 //!   zero. The core relies on it to skip the `memset` of `calloc`; a source that cannot
 //!   promise it says `false`.

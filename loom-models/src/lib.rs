@@ -125,12 +125,18 @@ impl Model {
 
     /// The owner takes the page's remote frees (alloc-core's `Page::collect`).
     pub fn collect(&self, got: &mut Vec<usize>) {
-        let mut link = thread_free::take(&self.thread_free);
+        let (mut link, counted) = thread_free::take(&self.thread_free);
+        let before = got.len();
         while link != 0 {
             let i = index(link);
             got.push(i);
             link = self.read_link(i);
         }
+        assert_eq!(
+            got.len() - before,
+            counted,
+            "the freers' count is the stack's length"
+        );
     }
 
     /// The owner of heap `heap` takes its delayed list (alloc-core's `process_delayed`); a
