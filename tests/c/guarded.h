@@ -5,13 +5,22 @@
 #define PAGEBREAK_GUARDED_H
 
 #include "common.h"
+#include <pthread.h>
 
-/* Whether the byte at p can be read (by the kernel, on our behalf). The pipe is per thread:
-   a shared one raced when two threads created it at once (one thread wrote into the first pipe
-   and then blocked forever reading the second: guarded_threads hung 1 run in 10). */
+/* The probe pipe, made once for all threads. Made lazily by whichever thread came first, it
+   raced: two threads could each make one, and one then wrote into the first pipe and blocked
+   forever reading the second (guarded_threads hung 1 run in 10). A _Thread_local pipe fixed
+   that but broke under qemu-aarch64 with 64 KiB pages and every allocation guarded (pipe()
+   failed on the TLS array), so it is one pipe behind pthread_once. Each probe writes one byte
+   and reads one back; which thread's byte it reads does not matter. */
+static int probe_fds[2] = {-1, -1};
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static void probe_pipe(void) { CHECK(pipe(probe_fds) == 0); }
+
+/* Whether the byte at p can be read (by the kernel, on our behalf). */
 static inline int readable(const void *p) {
-    static _Thread_local int fds[2] = {-1, -1};
-    if (fds[0] < 0) CHECK(pipe(fds) == 0);
+    CHECK(pthread_once(&probe_once, probe_pipe) == 0);
+    int *fds = probe_fds;
     ssize_t n = write(fds[1], p, 1);
     if (n == 1) {
         char c;
