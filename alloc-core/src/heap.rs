@@ -570,14 +570,7 @@ impl Heap {
                 let mut page = self.queues[class].first;
                 while !page.is_null() {
                     let next = (*page).next;
-                    match Page::collect(page) {
-                        Ok(fresh) => self.sample_refill(page, fresh),
-                        Err(_) => alloc.report(
-                            Call::Malloc,
-                            MisuseKind::CorruptFreeList,
-                            (*page).start as usize,
-                        ),
-                    }
+                    self.collect_page(alloc, page);
                     self.publish(page);
                     if (*page).used == 0 {
                         self.queues[class].remove(page);
@@ -765,14 +758,7 @@ impl Heap {
                     self as *mut Heap as usize,
                     waiter(alloc.source()),
                 );
-                match Page::collect(page) {
-                    Ok(fresh) => self.sample_refill(page, fresh),
-                    Err(_) => alloc.report(
-                        Call::Malloc,
-                        MisuseKind::CorruptFreeList,
-                        (*page).start as usize,
-                    ),
-                }
+                self.collect_page(alloc, page);
                 if (*page).used == 0 {
                     let last = (*seg).used_pages == 1;
                     self.page_free(alloc, page);

@@ -132,14 +132,7 @@ impl Heap {
                 // SAFETY: pages in our queues are live metadata we own.
                 unsafe {
                     let next = (*page).next;
-                    match Page::collect(page) {
-                        Ok(fresh) => self.sample_refill(page, fresh),
-                        Err(_) => alloc.report(
-                            Call::Malloc,
-                            MisuseKind::CorruptFreeList,
-                            (*page).start as usize,
-                        ),
-                    }
+                    self.collect_page(alloc, page);
                     if (*page).free.is_null()
                         && (*page).held.is_null()
                         && (*page).capacity < (*page).reserved
@@ -195,6 +188,30 @@ impl Heap {
         }
     }
 
+    /// Move what was freed into `page` (by other threads, then by this one) onto its free
+    /// list, telling the sampler how many blocks that batch holds; a damaged list is reported.
+    ///
+    /// # Safety
+    ///
+    /// `page` is ours and in use.
+    pub(crate) unsafe fn collect_page<S: PageSource>(
+        &mut self,
+        alloc: &Allocator<S>,
+        page: *mut Page,
+    ) {
+        // SAFETY: per the contract.
+        unsafe {
+            match Page::collect(page) {
+                Ok(fresh) => self.sample_refill(page, fresh),
+                Err(_) => alloc.report(
+                    Call::Malloc,
+                    MisuseKind::CorruptFreeList,
+                    (*page).start as usize,
+                ),
+            }
+        }
+    }
+
     /// Out of memory: serve from a page of `class` waiting in the full queue with a few
     /// blocks free (fewer than Page::may_leave_full asks for) rather than fail. A walk of the
     /// full queue, but only once the page source has refused a fresh page.
@@ -214,13 +231,7 @@ impl Heap {
             while !page.is_null() {
                 let next = (*page).next;
                 if (*page).class as usize == class {
-                    if Page::collect(page).is_err() {
-                        alloc.report(
-                            Call::Malloc,
-                            MisuseKind::CorruptFreeList,
-                            (*page).start as usize,
-                        );
-                    }
+                    self.collect_page(alloc, page);
                     if (*page).used < (*page).capacity {
                         self.page_unfull(alloc, page);
                         self.queues[class].remove(page);
