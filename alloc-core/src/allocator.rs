@@ -1056,7 +1056,7 @@ fn bump_shared(counter: &AtomicUsize, delta: isize) {
 /// and needs no stack frame (2 instructions of 30).
 #[cold]
 #[inline(never)]
-pub(crate) fn corrupt_list(block: *mut u8) -> *mut u8 {
+fn corrupt_list(block: *mut u8) -> *mut u8 {
     if core::hint::black_box(true) {
         report(Misuse {
             call: Call::Malloc,

@@ -390,7 +390,7 @@ impl Heap {
     ) {
         // SAFETY: `page` is ours (caller's contract).
         unsafe {
-            if (*page).in_full && ((*page).used == 0 || Page::may_leave_full(page)) {
+            if (*page).in_full && Page::may_leave_full(page) {
                 self.page_unfull(alloc, page);
             }
             if (*page).used == 0 {

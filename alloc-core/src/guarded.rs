@@ -110,25 +110,27 @@ pub fn set_thread_id(thread_id: ThreadId) {
     THREAD_ID.store(thread_id as *mut (), Ordering::Release);
 }
 
+/// The function pointer of type `F` last stored in `slot` by its setter, if any.
+///
+/// # Safety
+///
+/// Every non-null value stored in `slot` is an `F` cast to a pointer.
+unsafe fn installed<F: Copy>(slot: &AtomicPtr<()>) -> Option<F> {
+    const { assert!(core::mem::size_of::<F>() == core::mem::size_of::<*mut ()>()) };
+    let raw = slot.load(Ordering::Acquire);
+    // SAFETY: per the contract, a non-null `raw` is an `F` of the same size.
+    (!raw.is_null()).then(|| unsafe { core::mem::transmute_copy::<*mut (), F>(&raw) })
+}
+
 /// The calling thread's id, 0 when no [`ThreadId`] is installed.
 fn thread_id() -> usize {
-    let raw = THREAD_ID.load(Ordering::Acquire);
-    if raw.is_null() {
-        return 0;
-    }
-    // SAFETY: the only non-null value ever stored is a `ThreadId` cast to a pointer.
-    let f: ThreadId = unsafe { core::mem::transmute::<*mut (), ThreadId>(raw) };
-    f()
+    // SAFETY: `set_thread_id` stores only `ThreadId`s in THREAD_ID.
+    unsafe { installed::<ThreadId>(&THREAD_ID) }.map_or(0, |f| f())
 }
 
 fn capture(out: &mut [usize; STACK_FRAMES]) -> usize {
-    let raw = CAPTURE.load(Ordering::Acquire);
-    if raw.is_null() {
-        return 0;
-    }
-    // SAFETY: the only non-null value ever stored is a `StackCapture` cast to a pointer.
-    let f: StackCapture = unsafe { core::mem::transmute::<*mut (), StackCapture>(raw) };
-    f(out).min(STACK_FRAMES)
+    // SAFETY: `set_stack_capture` stores only `StackCapture`s in CAPTURE.
+    unsafe { installed::<StackCapture>(&CAPTURE) }.map_or(0, |f| f(out).min(STACK_FRAMES))
 }
 
 // ------------------------------------------------------------------ records

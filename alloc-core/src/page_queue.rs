@@ -146,16 +146,7 @@ impl Heap {
                     let has_room = !(*page).free.is_null()
                         && ((*page).capacity < (*page).reserved || Page::may_leave_full(page));
                     if has_room || !(*page).held.is_null() {
-                        self.publish(page);
-                        // The direct table always points at the queue's first page: only a
-                        // page moved to the front needs it rewritten (it was most of this
-                        // slow path's cost on a churn loop).
-                        if page != self.queues[class].first {
-                            self.queues[class].remove(page);
-                            self.queues[class].push_front(page);
-                            self.update_direct(class);
-                        }
-                        return page;
+                        return self.serve(class, page);
                     }
                     self.page_to_full(alloc, page);
                     page = next;
@@ -186,6 +177,27 @@ impl Heap {
             self.sample_refill(page, fresh);
             page
         }
+    }
+
+    /// `page`, of `class` and in its class queue, serves the next mallocs: it goes to the
+    /// front of the queue, where the direct table points. Only a page moved there needs the
+    /// table rewritten (rewriting it every time was most of the slow path's cost on a churn
+    /// loop). Returns `page`.
+    ///
+    /// # Safety
+    ///
+    /// `page` is ours and in `self.queues[class]`.
+    unsafe fn serve(&mut self, class: usize, page: *mut Page) -> *mut Page {
+        // SAFETY: per the contract.
+        unsafe {
+            self.publish(page);
+            if page != self.queues[class].first {
+                self.queues[class].remove(page);
+                self.queues[class].push_front(page);
+                self.update_direct(class);
+            }
+        }
+        page
     }
 
     /// Move what was freed into `page` (by other threads, then by this one) onto its free
@@ -234,10 +246,7 @@ impl Heap {
                     self.collect_page(alloc, page);
                     if (*page).used < (*page).capacity {
                         self.page_unfull(alloc, page);
-                        self.queues[class].remove(page);
-                        self.queues[class].push_front(page);
-                        self.update_direct(class);
-                        return page;
+                        return self.serve(class, page);
                     }
                 }
                 page = next;

@@ -20,11 +20,10 @@ static void probe_pipe(void) { CHECK(pipe(probe_fds) == 0); }
 /* Whether the byte at p can be read (by the kernel, on our behalf). */
 static inline int readable(const void *p) {
     CHECK(pthread_once(&probe_once, probe_pipe) == 0);
-    int *fds = probe_fds;
-    ssize_t n = write(fds[1], p, 1);
+    ssize_t n = write(probe_fds[1], p, 1);
     if (n == 1) {
         char c;
-        CHECK(read(fds[0], &c, 1) == 1);
+        CHECK(read(probe_fds[0], &c, 1) == 1);
         return 1;
     }
     CHECKF(errno == EFAULT, "write from %p: %s", p, strerror(errno));

@@ -175,32 +175,27 @@ fn check_report(case: &Case, stdout: &str, stderr: &str) -> Result<(), String> {
 fn check_stacks(case: &Case, mut lines: &[&str]) -> Result<(), String> {
     let program = format!(" misuse-{}+0x", case.name);
     for title in &case.stacks {
-        let head = stack_head(title);
         match lines.first() {
-            Some(l) if head.matches(l) => lines = &lines[1..],
-            other => return Err(format!("expected {:?}, found {other:?}", head.shape)),
+            Some(l) if is_stack_head(title, l) => lines = &lines[1..],
+            other => return Err(format!("expected the {title:?} section, found {other:?}")),
         }
         let frames = lines
             .iter()
             .take_while(|l| l.starts_with("pagebreak:   #"))
             .count();
         if frames == 0 {
-            return Err(format!("no frames under {:?}", head.shape));
+            return Err(format!("no frames under {title:?}"));
         }
         for (i, frame) in lines[..frames].iter().enumerate() {
             check_frame(frame, i)?;
         }
         if !lines[..frames].iter().any(|l| l.contains(&program)) {
             return Err(format!(
-                "no frame of the program ({program:?}) under {:?}",
-                head.shape
+                "no frame of the program ({program:?}) under {title:?}"
             ));
         }
         if title == "faulting instruction" && frames != 1 {
-            return Err(format!(
-                "{frames} frames under {:?}, expected one",
-                head.shape
-            ));
+            return Err(format!("{frames} frames under {title:?}, expected one"));
         }
         lines = &lines[frames..];
     }
@@ -210,38 +205,17 @@ fn check_stacks(case: &Case, mut lines: &[&str]) -> Result<(), String> {
     }
 }
 
-/// The line that opens a stack section: `pagebreak: faulting instruction:`, or for
-/// `allocated at` / `freed at` the thread's id too: `pagebreak: freed by thread 1234 at:`.
-struct StackHead {
-    shape: String,
-    /// The text before and after the thread id; `None`: the line is `shape` exactly.
-    around_thread: Option<(String, String)>,
-}
-
-impl StackHead {
-    fn matches(&self, line: &str) -> bool {
-        match &self.around_thread {
-            None => line == self.shape,
-            Some((before, after)) => line
-                .strip_prefix(before.as_str())
-                .and_then(|l| l.strip_suffix(after.as_str()))
-                .is_some_and(|id| {
-                    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && id != "0"
-                }),
-        }
-    }
-}
-
-fn stack_head(title: &str) -> StackHead {
+/// Whether `line` opens the stack section `title`: `pagebreak: faulting instruction:`, or for
+/// `allocated at` / `freed at` with the thread's id: `pagebreak: freed by thread 1234 at:`.
+fn is_stack_head(title: &str, line: &str) -> bool {
     match title.strip_suffix(" at") {
-        Some(verb) => StackHead {
-            shape: format!("pagebreak: {verb} by thread <id> at:"),
-            around_thread: Some((format!("pagebreak: {verb} by thread "), " at:".into())),
-        },
-        None => StackHead {
-            shape: format!("pagebreak: {title}:"),
-            around_thread: None,
-        },
+        None => line == format!("pagebreak: {title}:"),
+        Some(verb) => line
+            .strip_prefix(&format!("pagebreak: {verb} by thread "))
+            .and_then(|l| l.strip_suffix(" at:"))
+            .is_some_and(|id| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && id != "0"
+            }),
     }
 }
 
