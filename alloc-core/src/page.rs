@@ -322,21 +322,21 @@ impl Page {
         }
     }
 
-    /// Take every block other threads freed into this page, putting them at the head of
-    /// `free`, and move `local_free` to `free` if `free` is empty. Returns how many blocks
-    /// went to the head of `free` (the sampler counts them), or the address of a damaged
-    /// link (the caller reports it). While blocks are held behind a sample point nothing is
-    /// taken: the held blocks go first.
+    /// Take every block other threads freed into this page onto `free`, and move
+    /// `local_free` to `free` if `free` is empty. Returns where on `free` the new blocks went
+    /// (the sampler counts them), or the address of a damaged link (the caller reports it).
+    /// While blocks are held behind a sample point nothing is taken: the held blocks go
+    /// first.
     ///
     /// # Safety
     ///
     /// The page is in use and owned by the caller's heap.
-    pub(crate) unsafe fn collect(page: *mut Page) -> Result<usize, usize> {
+    pub(crate) unsafe fn collect(page: *mut Page) -> Result<Batch, usize> {
         // SAFETY: the page is ours (contract): we read and write its owner fields through the
         // raw pointer, and the blocks on its lists are free blocks of it.
         unsafe {
             if !(*page).held.is_null() {
-                return Ok(0);
+                return Ok(Batch::NONE);
             }
             let (taken, counted) = thread_free::take(&(*page).thread_free);
             if taken != 0 && (*page).free.is_null() && counted < thread_free::COUNT_MAX {
@@ -348,11 +348,41 @@ impl Page {
                 (*page).free = (*page).block_at(taken);
                 (*page).used -= counted as u16;
                 (*page).free_is_zero = false;
-                return Ok(counted);
+                return Ok(Batch::at_head(counted));
+            }
+            // Blocks are still on `free` (a used-up page waited in the full queue with one
+            // or two): when that list is the shorter, splice the taken stack behind its tail.
+            // Every block not in use is on `free` or `local_free`, so `room` bounds the walk.
+            let room = ((*page).capacity - (*page).used) as usize;
+            if taken != 0 && counted < thread_free::COUNT_MAX && room < counted {
+                if counted > (*page).used as usize {
+                    return Err(taken);
+                }
+                let mut count = 1;
+                let mut tail = (*page).free;
+                loop {
+                    // `tail` is a block of this page: the head is, and link_ok checked the rest.
+                    let next = (*page).decode((*tail).next);
+                    if next == 0 {
+                        break;
+                    }
+                    if !(*page).link_ok(next) || count >= room {
+                        return Err(tail as usize);
+                    }
+                    tail = (*page).block_at(next);
+                    count += 1;
+                }
+                (*tail).next = (*page).encode(taken);
+                (*page).used -= counted as u16;
+                (*page).free_is_zero = false;
+                return Ok(Batch {
+                    behind: count,
+                    len: counted,
+                });
             }
             if taken != 0 {
-                // Blocks are still on `free`: walk to the tail to splice the stack in front,
-                // counting; a list longer than the page is damaged.
+                // Walk the taken stack to its tail to splice it in front of `free`, counting;
+                // a list longer than the page is damaged.
                 let mut count = 1u16;
                 let mut tail = (*page).block_at(taken);
                 loop {
@@ -373,16 +403,16 @@ impl Page {
                 (*page).free = (*page).block_at(taken);
                 (*page).used -= count;
                 (*page).free_is_zero = false;
-                return Ok(count as usize);
+                return Ok(Batch::at_head(count as usize));
             }
             if (*page).free.is_null() && !(*page).local_free.is_null() {
                 (*page).free = (*page).local_free;
                 (*page).local_free = ptr::null_mut();
                 (*page).free_is_zero = false;
                 // Nothing else is free: every block not in use is on the list.
-                return Ok(((*page).capacity - (*page).used) as usize);
+                return Ok(Batch::at_head(((*page).capacity - (*page).used) as usize));
             }
-            Ok(0)
+            Ok(Batch::NONE)
         }
     }
 
@@ -390,6 +420,22 @@ impl Page {
     #[inline]
     pub(crate) fn has_thread_free(&self) -> bool {
         thread_free::has_blocks(&self.thread_free)
+    }
+}
+
+/// Blocks that [`Page::collect`] put on a page's free list: `len` of them, after the first
+/// `behind` blocks of the list (blocks that were already there and already counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Batch {
+    pub(crate) behind: usize,
+    pub(crate) len: usize,
+}
+
+impl Batch {
+    pub(crate) const NONE: Batch = Batch { behind: 0, len: 0 };
+
+    pub(crate) const fn at_head(len: usize) -> Batch {
+        Batch { behind: 0, len }
     }
 }
 
@@ -408,6 +454,8 @@ pub(crate) const fn odd_inverse(x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::thread_free;
+    use crate::size_class::class_of;
 
     #[test]
     fn encode_round_trips_and_hides_addresses() {
@@ -440,6 +488,144 @@ mod tests {
             assert!(!unsafe {
                 Page::raw_is_block_start(&page, (start as usize).wrapping_sub(size))
             });
+        }
+    }
+
+    /// A page of 64-byte blocks over `buf` with every block handed out; returns the block
+    /// addresses.
+    ///
+    /// # Safety
+    ///
+    /// `buf` is 64 KiB and outlives the page.
+    unsafe fn used_up_page(page: *mut Page, buf: &mut [u64]) -> Vec<usize> {
+        assert_eq!(buf.len() * 8, 1 << 16);
+        let mut blocks = Vec::new();
+        // SAFETY: per the contract; the blocks linked by extend are walked once.
+        unsafe {
+            Page::init(
+                page,
+                buf.as_mut_ptr().cast(),
+                1 << 16,
+                class_of(64),
+                7,
+                false,
+            );
+            while (*page).capacity < (*page).reserved {
+                Page::extend(page);
+                let mut block = (*page).free;
+                while !block.is_null() {
+                    blocks.push(block as usize);
+                    block = (*page).block_at((*page).decode((*block).next));
+                }
+                (*page).free = ptr::null_mut();
+            }
+            (*page).used = (*page).capacity;
+        }
+        blocks
+    }
+
+    /// Free `blocks` onto `page`'s free list (owner) or its thread-free stack (remote).
+    ///
+    /// # Safety
+    ///
+    /// The blocks are in-use blocks of `page`.
+    unsafe fn give_back(page: *mut Page, blocks: &[usize], remote: bool) {
+        for &addr in blocks {
+            // SAFETY: per the contract.
+            unsafe {
+                let block = (*page).block_at(addr);
+                if remote {
+                    thread_free::push(&(*page).thread_free, addr, |head| {
+                        (*block).next = (*page).encode(head)
+                    });
+                } else {
+                    (*block).next = (*page).encode((*page).free as usize);
+                    (*page).free = block;
+                    (*page).used -= 1;
+                }
+            }
+        }
+    }
+
+    /// The blocks on `page`'s free list, in order.
+    fn free_list(page: &Page) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut block = page.free;
+        while !block.is_null() {
+            out.push(block as usize);
+            // SAFETY: the list's blocks are blocks of the page's live buffer.
+            block = page.block_at(page.decode(unsafe { (*block).next }));
+        }
+        out
+    }
+
+    fn sorted(mut v: Vec<usize>) -> Vec<usize> {
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn remote_frees_join_a_short_free_list_behind_its_tail() {
+        let mut buf = vec![0u64; 1 << 13];
+        let mut page = Page::EMPTY;
+        let p = &raw mut page;
+        // SAFETY: the buffer outlives the page; the blocks given back are in use.
+        unsafe {
+            let blocks = used_up_page(p, &mut buf);
+            // A used-up page waiting in the full queue with one block on `free` (too few
+            // to leave it); then 100 frees from other threads.
+            give_back(p, &blocks[..1], false);
+            give_back(p, &blocks[1..101], true);
+            let batch = Page::collect(p).unwrap();
+            assert_eq!(
+                batch,
+                Batch {
+                    behind: 1,
+                    len: 100
+                }
+            );
+            assert_eq!((*p).used as usize, blocks.len() - 101);
+            let list = free_list(&*p);
+            assert_eq!(
+                list[0], blocks[0],
+                "the block already on `free` stays first"
+            );
+            assert_eq!(sorted(list[1..].to_vec()), blocks[1..101]);
+        }
+    }
+
+    #[test]
+    fn remote_frees_go_in_front_of_a_longer_free_list() {
+        let mut buf = vec![0u64; 1 << 13];
+        let mut page = Page::EMPTY;
+        let p = &raw mut page;
+        // SAFETY: as above.
+        unsafe {
+            let blocks = used_up_page(p, &mut buf);
+            give_back(p, &blocks[..10], false);
+            give_back(p, &blocks[10..13], true);
+            assert_eq!(Page::collect(p).unwrap(), Batch::at_head(3));
+            assert_eq!((*p).used as usize, blocks.len() - 13);
+            let list = free_list(&*p);
+            assert_eq!(sorted(list[..3].to_vec()), blocks[10..13]);
+            assert_eq!(sorted(list[3..].to_vec()), blocks[..10]);
+        }
+    }
+
+    #[test]
+    fn a_free_list_longer_than_the_free_blocks_is_damage() {
+        let mut buf = vec![0u64; 1 << 13];
+        let mut page = Page::EMPTY;
+        let p = &raw mut page;
+        // SAFETY: as above.
+        unsafe {
+            let blocks = used_up_page(p, &mut buf);
+            give_back(p, &blocks[..2], false);
+            // The page believes one block is free: the list's second block is one too many
+            // (a block freed twice would look like this).
+            (*p).used += 1;
+            give_back(p, &blocks[2..50], true);
+            assert!(Page::collect(p).is_err());
         }
     }
 

@@ -214,7 +214,7 @@ impl Heap {
         // SAFETY: per the contract.
         unsafe {
             match Page::collect(page) {
-                Ok(fresh) => self.sample_refill(page, fresh),
+                Ok(batch) => self.sample_refill_behind(page, batch.behind, batch.len),
                 Err(_) => alloc.report(
                     Call::Malloc,
                     MisuseKind::CorruptFreeList,

@@ -537,28 +537,42 @@ impl Heap {
     /// held on it yet.
     #[inline(always)]
     pub(crate) unsafe fn sample_refill(&mut self, page: *mut Page, n: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { self.sample_refill_behind(page, 0, n) }
+    }
+
+    /// As [`sample_refill`](Self::sample_refill) for a batch that follows `behind` blocks
+    /// already on the free list (and already counted): the fast path hands those out first.
+    ///
+    /// # Safety
+    ///
+    /// `page` is owned by this heap; its free list holds `behind` blocks, then the `n` of
+    /// the batch; nothing is held on it yet.
+    #[inline(always)]
+    pub(crate) unsafe fn sample_refill_behind(&mut self, page: *mut Page, behind: usize, n: usize) {
         if self.sampler.active && n != 0 {
             // SAFETY: forwarded contract.
-            unsafe { self.sample_cut(page, n) }
+            unsafe { self.sample_cut(page, behind, n) }
         }
     }
 
     #[inline(never)]
-    unsafe fn sample_cut(&mut self, page: *mut Page, n: usize) {
-        // SAFETY: the page is ours; its first n free blocks are linked blocks of it.
+    unsafe fn sample_cut(&mut self, page: *mut Page, behind: usize, n: usize) {
+        // SAFETY: the page is ours; its first behind + n free blocks are linked blocks of it.
         unsafe {
             debug_assert!((*page).held.is_null());
             let Some((k, kind)) = self.sampler.take(n, (*page).block_size) else {
                 return;
             };
+            let cut = behind + k;
             let head = (*page).free;
-            let held = if k == 0 {
+            let held = if cut == 0 {
                 (*page).free = ptr::null_mut();
                 head
             } else {
-                // Walk to block k-1, the last one the fast path hands out before the sample.
+                // Walk to block cut-1, the last one the fast path hands out before the sample.
                 let mut last = head;
-                for _ in 1..k {
+                for _ in 1..cut {
                     last = (*page).block_at((*page).decode((*last).next));
                 }
                 let rest = (*page).decode((*last).next);
