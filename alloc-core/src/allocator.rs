@@ -34,9 +34,13 @@ pub const MAX_ALIGN: usize = 1 << 30;
 /// Largest request served; larger ones fail as out of memory (as glibc does past PTRDIFF_MAX).
 pub const MAX_ALLOC: usize = isize::MAX as usize - 2 * MAX_ALIGN;
 
-struct HeapPool {
+pub(crate) struct HeapPool {
     free: *mut Heap,
     all: *mut Heap,
+    /// Heaps of exited threads kept whole for the next new thread (see
+    /// [`park_heap`](Allocator::park_heap)), the most recent first.
+    pub(crate) parked: *mut Heap,
+    pub(crate) parked_count: usize,
 }
 // SAFETY: the pool only holds pointers to heap metadata owned by the allocator, used under lock.
 unsafe impl Send for HeapPool {}
@@ -57,7 +61,7 @@ pub(crate) struct Counters {
     purges: AtomicUsize,
     purged_bytes: AtomicUsize,
     orphan_class_live: [AtomicUsize; NUM_CLASSES],
-    heaps: AtomicUsize,
+    pub(crate) heaps: AtomicUsize,
 }
 
 /// A complete allocator over the page source `S`. `const`-constructible, so it can be a
@@ -69,7 +73,9 @@ pub struct Allocator<S: PageSource> {
     purge_delay: AtomicU64,
     // Each lock on its own cache line (CachePadded: 128 bytes on x86-64, where the adjacent-
     // line prefetcher pairs lines): threads queueing for one do not slow the holder of another.
-    pool: CachePadded<SpinLock<HeapPool>>,
+    pub(crate) pool: CachePadded<SpinLock<HeapPool>>,
+    /// How many heaps are parked (read without the pool lock by the purge check).
+    pub(crate) parked_count: AtomicUsize,
     abandoned: CachePadded<SpinLock<Abandoned>>,
     /// Read on every malloc slow path; written when a thread exits or adopts.
     abandoned_count: CachePadded<AtomicUsize>,
@@ -94,7 +100,10 @@ impl<S: PageSource> Allocator<S> {
             pool: CachePadded::new(SpinLock::new(HeapPool {
                 free: ptr::null_mut(),
                 all: ptr::null_mut(),
+                parked: ptr::null_mut(),
+                parked_count: 0,
             })),
+            parked_count: AtomicUsize::new(0),
             abandoned: CachePadded::new(SpinLock::new(Abandoned {
                 head: ptr::null_mut(),
             })),
@@ -155,9 +164,20 @@ impl<S: PageSource> Allocator<S> {
 
     // ---------------------------------------------------------------- heaps
 
-    /// A fresh heap for one thread, or null when out of memory. Heaps are recycled, never
-    /// returned to the source: a program that creates thousands of threads reuses a few.
+    /// A heap for one thread, or null when out of memory: the heap of a thread that exited
+    /// lately if one is parked (with its pages and their free blocks), else a fresh one.
+    /// Heaps are recycled, never returned to the source: a program that creates thousands of
+    /// threads reuses a few.
     pub fn new_heap(&self) -> *mut Heap {
+        let parked = self.take_parked();
+        if !parked.is_null() {
+            return parked;
+        }
+        self.fresh_heap()
+    }
+
+    /// A heap that owns nothing yet, or null when out of memory.
+    fn fresh_heap(&self) -> *mut Heap {
         let secret = self.secret();
         let mut pool = self.pool.lock(&self.source);
         while pool.free.is_null() {
@@ -209,7 +229,7 @@ impl<S: PageSource> Allocator<S> {
     /// arena. Use it from one thread at a time; its blocks may be freed one by one as usual
     /// (from any thread) before that.
     pub fn new_arena_heap(&self) -> *mut Heap {
-        let heap = self.new_heap();
+        let heap = self.fresh_heap();
         if !heap.is_null() {
             // SAFETY: a fresh heap, ours alone. Not sampled: a sampled block lives outside
             // the arena's segments, and destroying the arena would not free it.
@@ -866,8 +886,8 @@ impl<S: PageSource> Allocator<S> {
 
     // ---------------------------------------------------------------- maintenance
 
-    /// Free what can be freed now: collect remote frees, return empty pages, adopt and clean
-    /// abandoned segments, purge all free memory and hand the span cache back to the source
+    /// Free what can be freed now: collect remote frees, return empty pages, abandon parked
+    /// heaps, adopt and clean abandoned segments, purge all free memory and hand the span cache back to the source
     /// (`malloc_trim`). Returns whether anything was released.
     ///
     /// # Safety
@@ -878,6 +898,7 @@ impl<S: PageSource> Allocator<S> {
         let purged_before = self.counters.purged_bytes.load(Ordering::Relaxed);
         // SAFETY: forwarded contract.
         unsafe {
+            self.unpark_all();
             let heap = &mut *heap;
             while heap.adopt_for_trim(self) {}
             heap.collect_all(self);
@@ -1031,6 +1052,7 @@ impl<S: PageSource> Allocator<S> {
         stats.purged_bytes = c.purged_bytes.load(Ordering::Relaxed);
         stats.heaps = c.heaps.load(Ordering::Relaxed);
         stats.abandoned_segments = self.abandoned_count.load(Ordering::Relaxed);
+        stats.parked_heaps = self.parked_count.load(Ordering::Relaxed);
         stats.cached_resident = self.cache.lock(&self.source).resident;
         stats.guarded = self.guarded.stats();
         stats

@@ -88,6 +88,8 @@ pub struct Heap {
     pub(crate) huge: SpinLock<HugeList>,
     /// Countdowns to the next sampled allocation (see [`sampling`](crate::sampling)).
     pub(crate) sampler: crate::sampling::Sampler,
+    /// When the heap was parked (the source's clock), while it is.
+    pub(crate) parked_at: u64,
 }
 
 /// Huge blocks an arena heap owns.
@@ -149,6 +151,7 @@ impl Heap {
                 head: ptr::null_mut(),
             }),
             sampler: crate::sampling::Sampler::OFF,
+            parked_at: 0,
         }
     }
 
@@ -252,6 +255,7 @@ impl Heap {
             self.slow_ticks = self.slow_ticks.wrapping_add(1);
             if self.slow_ticks.is_multiple_of(PURGE_CHECK_EVERY) {
                 self.maybe_purge(alloc, false);
+                alloc.unpark_stale();
             }
             if size > LARGE_MAX {
                 return alloc.alloc_large_sampled(self, size, 0, zero);

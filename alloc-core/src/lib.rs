@@ -46,6 +46,7 @@ pub mod guarded;
 pub mod heap;
 mod page;
 mod page_queue;
+pub mod parking;
 /// The cross-thread protocols, generic over the atomic word (public for the loom models).
 #[doc(hidden)]
 pub mod protocol;

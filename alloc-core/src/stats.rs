@@ -28,6 +28,9 @@ pub struct Stats {
     pub heaps: usize,
     /// Segments abandoned by exited threads and not yet adopted.
     pub abandoned_segments: usize,
+    /// Heaps of exited threads parked whole for the next new thread
+    /// (see [`parking`](crate::parking)).
+    pub parked_heaps: usize,
     /// Bytes of freed spans kept resident in the span cache.
     pub cached_resident: usize,
     /// Live blocks per size class (index: class, see [`class_size`](crate::size_class::class_size)).
@@ -50,6 +53,7 @@ impl Default for Stats {
             huge_bytes: 0,
             heaps: 0,
             abandoned_segments: 0,
+            parked_heaps: 0,
             cached_resident: 0,
             class_live: [0; NUM_CLASSES],
             guarded: crate::guarded::GuardedStats {

@@ -274,13 +274,14 @@ macro_rules! define_instance {
                 crate::profile::after_fork_child();
             }
 
-            /// Thread exit: retire the heap; later frees on this thread take the remote path.
+            /// Thread exit: park the heap for the next new thread (or retire it); later frees on
+            /// this thread take the remote path.
             extern "C" fn thread_exit(heap: *mut c_void) {
                 slot::set(EMPTY_HEAP.as_ptr());
                 if !heap.is_null() {
                     // SAFETY: `heap` is this thread's heap, registered by `bind_heap`, and the
                     // thread-local no longer points to it.
-                    unsafe { ALLOC.retire_heap(heap.cast()) };
+                    unsafe { ALLOC.park_heap(heap.cast()) };
                 }
             }
 
