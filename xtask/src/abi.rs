@@ -106,11 +106,37 @@ pub fn check_exports(so: &Path) -> Result<(), String> {
     }
 }
 
+/// The shared libraries libpagebreak.so may need: the C library, the dynamic loader, and
+/// libgcc_s (Rust's std links its unwinder). Every other one is mapped into each program
+/// that preloads pagebreak: libm.so.6, needed once for one `exp_m1`, cost 300 KiB of RSS.
+pub fn needed_allowed(lib: &str) -> bool {
+    lib == "libc.so.6" || lib == "libgcc_s.so.1" || lib.starts_with("ld-linux")
+}
+
+/// libpagebreak.so needs no shared library beyond [`needed_allowed`].
+pub fn check_needed(so: &Path) -> Result<(), String> {
+    let extra: Vec<String> = dynamic_entries(so, "NEEDED")?
+        .into_iter()
+        .filter(|lib| !needed_allowed(lib))
+        .collect();
+    if extra.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} needs {} (every program that preloads it maps them): only libc, the loader \
+             and libgcc_s are expected",
+            so.display(),
+            extra.join(", ")
+        ))
+    }
+}
+
 /// `cargo xtask exports [--backend mmap|brk]`.
 pub fn main(args: &[String]) -> Result<(), String> {
     let opts = build::parse_options(args)?;
     let built = build::build(opts.backend, opts.release, true)?;
     check_exports(&built.so)?;
+    check_needed(&built.so)?;
     let n = exported_symbols(&built.so)?.len();
     println!(
         "{}: {n} exported symbols, as {} lists ({} backend)",
@@ -161,6 +187,26 @@ mod tests {
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_libc_the_loader_and_libgcc_s_are_needed() {
+        for lib in [
+            "libc.so.6",
+            "ld-linux-x86-64.so.2",
+            "ld-linux-aarch64.so.1",
+            "libgcc_s.so.1",
+        ] {
+            assert!(needed_allowed(lib), "{lib}");
+        }
+        for lib in [
+            "libm.so.6",
+            "libstdc++.so.6",
+            "libpthread.so.0",
+            "libdl.so.2",
+        ] {
+            assert!(!needed_allowed(lib), "{lib}");
+        }
     }
 
     #[test]

@@ -191,6 +191,10 @@ fn all(t: &mut Tally) -> Result<(), Stop> {
             &format!("libpagebreak.so exports tests/link/exports.txt, nothing else ({name})"),
             || crate::abi::check_exports(&built.so),
         )?;
+        t.check(
+            &format!("libpagebreak.so needs only libc, the loader and libgcc_s ({name})"),
+            || crate::abi::check_needed(&built.so),
+        )?;
         for test in &c_tests {
             t.check(&format!("{} ({name})", test.name), || {
                 ctests::run(test, Some(&built.so))
