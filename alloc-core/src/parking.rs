@@ -25,8 +25,9 @@ use crate::source::PageSource;
 /// that the memory they hold stays small (each holds what its thread left).
 pub const MAX_PARKED: usize = 4;
 
-/// How long a heap stays parked before it is retired (abandoned): 10 purge delays, so memory
-/// of threads that are not replaced goes back to the other heaps soon.
+/// How long a heap stays parked before it is retired (abandoned): a program that replaces
+/// threads does so well within a second, and memory of threads that are not replaced goes
+/// back to the other heaps soon after.
 pub const PARK_LIMIT_MS: u64 = 1000;
 
 impl<S: PageSource> Allocator<S> {

@@ -44,8 +44,8 @@ pub(crate) fn print_stats(stats: &Stats, backend: &str) {
     ));
     line(format_args!("  remote frees   {:>12}", stats.remote_frees));
     line(format_args!(
-        "  heaps          {:>12} live, {} abandoned segments",
-        stats.heaps, stats.abandoned_segments
+        "  heaps          {:>12} live, {} parked, {} abandoned segments",
+        stats.heaps, stats.parked_heaps, stats.abandoned_segments
     ));
     let g = &stats.guarded;
     if g.slots != 0 {

@@ -22,7 +22,7 @@ static void round_of(size_t size) {
     for (size_t i = 0; i < n; i++) free(blocks[i]);
     free(blocks);
     size_t at_free = vm_rss();
-    /* Wait out the purge delay (default 100 ms), then give the allocator activity. */
+    /* Wait out the purge delay (default 25 ms), then give the allocator activity. */
     sleep_ms(300);
     for (int i = 0; i < 500; i++) free(malloc(1));
     size_t purged = vm_rss();
