@@ -1,10 +1,9 @@
 //! A pagebreak [`PageSource`] over anonymous `mmap`/`munmap`/`madvise`.
 //!
 //! Every span is its own private anonymous mapping (`MAP_NORESERVE`: address space is cheap,
-//! pages are committed on first touch). Alignment costs nothing when the kernel happens to place
-//! the map on an aligned address, which is common: it stacks new maps right below the previous
-//! ones, so spans whose size is a multiple of their alignment stay aligned. Otherwise the span
-//! is over-mapped by `align - page` and the unaligned head and tail are unmapped.
+//! pages are committed on first touch). An aligned span is mapped at a hinted address, in one
+//! call (see `hint.rs`); if the kernel places it elsewhere and unaligned, the span is
+//! over-mapped by `align - page` and the unaligned head and tail are unmapped.
 //!
 //! Pages are the kernel's (4 KiB on x86-64; 4, 16 or 64 KiB on aarch64), read once from the
 //! auxiliary vector and reported to the core through [`PageSource::page_size`].
@@ -13,8 +12,9 @@
 
 #![no_std]
 
+mod hint;
+
 use alloc_core::{PageSource, SourceError, Span, MAX_PAGE_SIZE, PAGE_SIZE};
-use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Spans at least this large get `MADV_HUGEPAGE` when huge pages are switched on: a smaller
@@ -29,6 +29,8 @@ pub struct MmapSource {
     thp: AtomicBool,
     /// Bytes currently mapped on behalf of callers (statistics only).
     mapped: AtomicUsize,
+    /// Addresses for aligned spans.
+    hints: hint::Hints,
 }
 
 impl MmapSource {
@@ -37,6 +39,7 @@ impl MmapSource {
         Self {
             thp: AtomicBool::new(false),
             mapped: AtomicUsize::new(0),
+            hints: hint::Hints::new(),
         }
     }
 
@@ -70,11 +73,17 @@ fn page_size() -> usize {
 
 /// Map `len` bytes of fresh anonymous memory anywhere; `None` if the kernel refuses.
 fn map(len: usize) -> Option<usize> {
-    // SAFETY: an anonymous mapping with a null hint creates new memory and touches no existing
-    // mapping; the arguments are plain values.
+    map_near(0, len)
+}
+
+/// Map `len` bytes of fresh anonymous memory, at `hint` if that range is free (0: anywhere);
+/// `None` if the kernel refuses.
+fn map_near(hint: usize, len: usize) -> Option<usize> {
+    // SAFETY: an anonymous mapping without MAP_FIXED creates new memory and never replaces an
+    // existing mapping (the kernel ignores a hint whose range is taken); plain arguments.
     let p = unsafe {
         libc::mmap(
-            ptr::null_mut(),
+            hint as *mut libc::c_void,
             len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
@@ -116,8 +125,17 @@ unsafe impl PageSource for MmapSource {
             .checked_add(align - page)
             .ok_or(SourceError::InvalidRequest)?;
 
-        // Optimistic: an exact-size map is often already aligned (always for one page).
-        let mut start = map(size).ok_or(SourceError::OutOfMemory)?;
+        // At the hint, else anywhere: an exact-size map is sometimes aligned by chance (always
+        // for one page).
+        let hint = if align > page {
+            self.hints.take(size, align, os_glue::entropy).unwrap_or(0)
+        } else {
+            0
+        };
+        let mut start = map_near(hint, size).ok_or(SourceError::OutOfMemory)?;
+        if hint != 0 && start != hint {
+            self.hints.switch_off();
+        }
         if start & (align - 1) != 0 {
             // SAFETY: we just mapped it and nobody has seen it.
             unsafe { unmap(start, size) };
