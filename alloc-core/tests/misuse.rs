@@ -5,6 +5,7 @@
 mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
 
 use alloc_core::{Allocator, Heap};
 use common::StdSource;
@@ -24,6 +25,16 @@ fn expect_report(want: &str, f: impl FnOnce()) {
     assert!(msg.contains(want), "report {msg:?} lacks {want:?}");
 }
 
+/// The tests share one allocator and run on parallel threads: a block freed "right away"
+/// could be handed to another test between its two frees (a 3 MiB span freed by one test
+/// served another's 2 MiB malloc under qemu), and a double free of a block in use again is
+/// not detectable. One test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn heap() -> *mut Heap {
     let h = ALLOC.new_heap();
     assert!(!h.is_null());
@@ -32,6 +43,7 @@ fn heap() -> *mut Heap {
 
 #[test]
 fn double_free_right_away_small_medium_large() {
+    let _serial = serial();
     let h = heap();
     for size in [24usize, 40 << 10, 300 << 10, 3 << 20] {
         // SAFETY: p is live until the first free; the second is the misuse under test.
@@ -46,6 +58,7 @@ fn double_free_right_away_small_medium_large() {
 
 #[test]
 fn double_free_after_other_frees() {
+    let _serial = serial();
     let h = heap();
     // SAFETY: blocks are live until freed; the repeated free of `victim` is the misuse.
     unsafe {
@@ -64,6 +77,7 @@ fn double_free_after_other_frees() {
 
 #[test]
 fn double_free_first_on_another_heap() {
+    let _serial = serial();
     let owner = heap();
     let other = heap();
     // SAFETY: the first free (through a heap that does not own the page) is legal; the second
@@ -80,6 +94,7 @@ fn double_free_first_on_another_heap() {
 
 #[test]
 fn double_free_into_a_used_up_page_stays_detectable() {
+    let _serial = serial();
     // 1 KiB blocks: 64 to a 64 KiB page. A used-up page serves again only once two of them
     // are free, so a lone block freed into it is not the next one handed out (it was, before:
     // a second free of it went unseen after 0 allocations).
@@ -105,6 +120,7 @@ fn double_free_into_a_used_up_page_stays_detectable() {
 
 #[test]
 fn invalid_pointers() {
+    let _serial = serial();
     let h = heap();
     static GLOBAL: [u64; 4] = [0; 4];
     let stack = [0u8; 64];
@@ -137,6 +153,7 @@ fn invalid_pointers() {
 
 #[test]
 fn realloc_of_freed_block() {
+    let _serial = serial();
     let h = heap();
     // SAFETY: p is freed, then handed to realloc: the misuse under test.
     unsafe {
@@ -152,6 +169,7 @@ fn realloc_of_freed_block() {
 
 #[test]
 fn corrupted_free_list_is_reported_not_followed() {
+    let _serial = serial();
     let h = heap();
     // SAFETY: we free a block, then write through the dangling pointer (a use-after-free),
     // aiming its link at an address of our choosing; the allocator must refuse to follow it.
