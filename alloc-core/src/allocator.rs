@@ -43,7 +43,6 @@ pub(crate) struct HeapPool {
     /// Heaps of exited threads kept whole for the next new thread (see
     /// [`park_heap`](Allocator::park_heap)), the most recent first.
     pub(crate) parked: *mut Heap,
-    pub(crate) parked_count: usize,
 }
 // SAFETY: the pool only holds pointers to heap metadata owned by the allocator, used under lock.
 unsafe impl Send for HeapPool {}
@@ -77,7 +76,8 @@ pub struct Allocator<S: PageSource> {
     // Each lock on its own cache line (CachePadded: 128 bytes on x86-64, where the adjacent-
     // line prefetcher pairs lines): threads queueing for one do not slow the holder of another.
     pub(crate) pool: CachePadded<SpinLock<HeapPool>>,
-    /// How many heaps are parked (read without the pool lock by the purge check).
+    /// How many heaps are parked: changed under the pool lock, read without it by the
+    /// purge check.
     pub(crate) parked_count: AtomicUsize,
     abandoned: CachePadded<SpinLock<Abandoned>>,
     /// Read on every malloc slow path; written when a thread exits or adopts.
@@ -104,7 +104,6 @@ impl<S: PageSource> Allocator<S> {
                 free: ptr::null_mut(),
                 all: ptr::null_mut(),
                 parked: ptr::null_mut(),
-                parked_count: 0,
             })),
             parked_count: AtomicUsize::new(0),
             abandoned: CachePadded::new(SpinLock::new(Abandoned {
@@ -889,8 +888,9 @@ impl<S: PageSource> Allocator<S> {
 
     // ---------------------------------------------------------------- maintenance
 
-    /// Free what can be freed now: collect remote frees, return empty pages, abandon parked
-    /// heaps, adopt and clean abandoned segments, purge all free memory and hand the span cache back to the source
+    /// Free what can be freed now: collect remote frees, return empty pages, retire parked
+    /// heaps, adopt and clean abandoned segments, purge all free memory and hand the span
+    /// cache back to the source
     /// (`malloc_trim`). Returns whether anything was released.
     ///
     /// # Safety

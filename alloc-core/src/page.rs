@@ -81,10 +81,10 @@ impl Page {
     /// slow path) has room enough to serve again: [`FULL_PAGE_ROOM`] blocks free. With one,
     /// a block freed into a used-up page was the next one handed out, so a second free of it
     /// went unseen after 0 allocations; now it waits until the page gets a second free block
-    /// or the heap runs out of other memory. An empty page always may (it is retired next). Waiting for more was measured: an eighth of the
-    /// page (256 of 2048 small blocks) cost a churn loop 10% of its time, medians of 30 runs
-    /// (freed blocks are reused later, when they are no longer in cache); two cost nothing
-    /// measurable.
+    /// or the heap runs out of other memory. An empty page always may (it is retired next).
+    /// Waiting for more was measured: an eighth of the page (256 of 2048 small blocks) cost a
+    /// churn loop 10% of its time, medians of 30 runs (freed blocks are reused later, when
+    /// they are no longer in cache); two cost nothing measurable.
     ///
     /// # Safety
     ///
@@ -339,71 +339,44 @@ impl Page {
                 return Ok(Batch::NONE);
             }
             let (taken, counted) = thread_free::take(&(*page).thread_free);
-            if taken != 0 && (*page).free.is_null() && counted < thread_free::COUNT_MAX {
-                // The freers counted the blocks: no walk. Each link is checked as malloc pops
-                // it (as for `local_free`); a count beyond the live blocks is damage.
-                if counted > (*page).used as usize {
-                    return Err(taken);
-                }
-                (*page).free = (*page).block_at(taken);
-                (*page).used -= counted as u16;
-                (*page).free_is_zero = false;
-                return Ok(Batch::at_head(counted));
-            }
-            // Blocks are still on `free` (a used-up page waited in the full queue with one
-            // or two): when that list is the shorter, splice the taken stack behind its tail.
-            // Every block not in use is on `free` or `local_free`, so `room` bounds the walk.
             let room = ((*page).capacity - (*page).used) as usize;
-            if taken != 0 && counted < thread_free::COUNT_MAX && room < counted {
+            if taken != 0
+                && counted < thread_free::COUNT_MAX
+                && ((*page).free.is_null() || room < counted)
+            {
+                // The freers counted the blocks: no walk of them. Each link is checked as
+                // malloc pops it (as for `local_free`); a count beyond the live blocks is
+                // damage. Blocks still on `free` (a used-up page waited in the full queue
+                // with one or two) are the shorter list: the stack joins behind its tail.
+                // Every block not in use is on `free` or `local_free`, so `room` bounds it.
                 if counted > (*page).used as usize {
                     return Err(taken);
                 }
-                let mut count = 1;
-                let mut tail = (*page).free;
-                loop {
-                    // `tail` is a block of this page: the head is, and link_ok checked the rest.
-                    let next = (*page).decode((*tail).next);
-                    if next == 0 {
-                        break;
-                    }
-                    if !(*page).link_ok(next) || count >= room {
-                        return Err(tail as usize);
-                    }
-                    tail = (*page).block_at(next);
-                    count += 1;
-                }
-                (*tail).next = (*page).encode(taken);
+                let behind = if (*page).free.is_null() {
+                    (*page).free = (*page).block_at(taken);
+                    0
+                } else {
+                    let (tail, behind) = Page::list_tail(page, (*page).free, room)?;
+                    (*tail).next = (*page).encode(taken);
+                    behind
+                };
                 (*page).used -= counted as u16;
                 (*page).free_is_zero = false;
                 return Ok(Batch {
-                    behind: count,
+                    behind,
                     len: counted,
                 });
             }
             if taken != 0 {
-                // Walk the taken stack to its tail to splice it in front of `free`, counting;
-                // a list longer than the page is damaged.
-                let mut count = 1u16;
-                let mut tail = (*page).block_at(taken);
-                loop {
-                    // `tail` is a block of this page (checked by link_ok below for all but the
-                    // head, which a freer checked with raw_is_block_start).
-                    let next = (*page).decode((*tail).next);
-                    if next == 0 {
-                        break;
-                    }
-                    if !(*page).link_ok(next) || count >= (*page).reserved {
-                        return Err(tail as usize);
-                    }
-                    tail = (*page).block_at(next);
-                    count += 1;
-                }
-                // `tail` is a free block of this page; we own the page.
+                // Walk the taken stack to its tail to splice it in front of `free`, counting.
+                // Its head was checked by the freer (raw_is_block_start).
+                let head = (*page).block_at(taken);
+                let (tail, count) = Page::list_tail(page, head, (*page).reserved as usize)?;
                 (*tail).next = (*page).encode((*page).free as usize);
-                (*page).free = (*page).block_at(taken);
-                (*page).used -= count;
+                (*page).free = head;
+                (*page).used -= count as u16;
                 (*page).free_is_zero = false;
-                return Ok(Batch::at_head(count as usize));
+                return Ok(Batch::at_head(count));
             }
             if (*page).free.is_null() && !(*page).local_free.is_null() {
                 (*page).free = (*page).local_free;
@@ -413,6 +386,37 @@ impl Page {
                 return Ok(Batch::at_head(((*page).capacity - (*page).used) as usize));
             }
             Ok(Batch::NONE)
+        }
+    }
+
+    /// The last block of the list starting at `head` and the list's length. A link outside
+    /// the page, or a list longer than `max` blocks, is damage: the address of the last
+    /// block reached.
+    ///
+    /// # Safety
+    ///
+    /// The page is owned by the caller's heap; `head` is a free block of it.
+    unsafe fn list_tail(
+        page: *const Page,
+        head: *mut Block,
+        max: usize,
+    ) -> Result<(*mut Block, usize), usize> {
+        // SAFETY: `tail` is a block of this page: the head per the contract, every later one
+        // checked by link_ok before it is followed.
+        unsafe {
+            let mut count = 1;
+            let mut tail = head;
+            loop {
+                let next = (*page).decode((*tail).next);
+                if next == 0 {
+                    return Ok((tail, count));
+                }
+                if !(*page).link_ok(next) || count >= max {
+                    return Err(tail as usize);
+                }
+                tail = (*page).block_at(next);
+                count += 1;
+            }
         }
     }
 
@@ -491,37 +495,29 @@ mod tests {
         }
     }
 
-    /// A page of 64-byte blocks over `buf` with every block handed out; returns the block
-    /// addresses.
-    ///
-    /// # Safety
-    ///
-    /// `buf` is 64 KiB and outlives the page.
-    unsafe fn used_up_page(page: *mut Page, buf: &mut [u64]) -> Vec<usize> {
-        assert_eq!(buf.len() * 8, 1 << 16);
+    /// Run `test` on a page of 64-byte blocks (over a 64 KiB buffer) with every block handed
+    /// out, given the block addresses in the order extend linked them.
+    fn with_used_up_page(test: impl FnOnce(*mut Page, &[usize])) {
+        let mut buf = vec![0u64; 1 << 13];
+        let mut page = Page::EMPTY;
+        let p = &raw mut page;
         let mut blocks = Vec::new();
-        // SAFETY: per the contract; the blocks linked by extend are walked once.
+        // SAFETY: the buffer is 64 KiB and outlives the page; the blocks linked by extend
+        // are walked once.
         unsafe {
-            Page::init(
-                page,
-                buf.as_mut_ptr().cast(),
-                1 << 16,
-                class_of(64),
-                7,
-                false,
-            );
-            while (*page).capacity < (*page).reserved {
-                Page::extend(page);
-                let mut block = (*page).free;
+            Page::init(p, buf.as_mut_ptr().cast(), 1 << 16, class_of(64), 7, false);
+            while (*p).capacity < (*p).reserved {
+                Page::extend(p);
+                let mut block = (*p).free;
                 while !block.is_null() {
                     blocks.push(block as usize);
-                    block = (*page).block_at((*page).decode((*block).next));
+                    block = (*p).block_at((*p).decode((*block).next));
                 }
-                (*page).free = ptr::null_mut();
+                (*p).free = ptr::null_mut();
             }
-            (*page).used = (*page).capacity;
+            (*p).used = (*p).capacity;
         }
-        blocks
+        test(p, &blocks);
     }
 
     /// Free `blocks` onto `page`'s free list (owner) or its thread-free stack (remote).
@@ -566,67 +562,61 @@ mod tests {
 
     #[test]
     fn remote_frees_join_a_short_free_list_behind_its_tail() {
-        let mut buf = vec![0u64; 1 << 13];
-        let mut page = Page::EMPTY;
-        let p = &raw mut page;
-        // SAFETY: the buffer outlives the page; the blocks given back are in use.
-        unsafe {
-            let blocks = used_up_page(p, &mut buf);
-            // A used-up page waiting in the full queue with one block on `free` (too few
-            // to leave it); then 100 frees from other threads.
-            give_back(p, &blocks[..1], false);
-            give_back(p, &blocks[1..101], true);
-            let batch = Page::collect(p).unwrap();
-            assert_eq!(
-                batch,
-                Batch {
-                    behind: 1,
-                    len: 100
-                }
-            );
-            assert_eq!((*p).used as usize, blocks.len() - 101);
-            let list = free_list(&*p);
-            assert_eq!(
-                list[0], blocks[0],
-                "the block already on `free` stays first"
-            );
-            assert_eq!(sorted(list[1..].to_vec()), blocks[1..101]);
-        }
+        with_used_up_page(|p, blocks| {
+            // SAFETY: the page is live; the blocks given back are in use.
+            unsafe {
+                // A used-up page waiting in the full queue with one block on `free` (too few
+                // to leave it); then 100 frees from other threads.
+                give_back(p, &blocks[..1], false);
+                give_back(p, &blocks[1..101], true);
+                let batch = Page::collect(p).unwrap();
+                assert_eq!(
+                    batch,
+                    Batch {
+                        behind: 1,
+                        len: 100
+                    }
+                );
+                assert_eq!((*p).used as usize, blocks.len() - 101);
+                let list = free_list(&*p);
+                assert_eq!(
+                    list[0], blocks[0],
+                    "the block already on `free` stays first"
+                );
+                assert_eq!(sorted(list[1..].to_vec()), blocks[1..101]);
+            }
+        });
     }
 
     #[test]
     fn remote_frees_go_in_front_of_a_longer_free_list() {
-        let mut buf = vec![0u64; 1 << 13];
-        let mut page = Page::EMPTY;
-        let p = &raw mut page;
-        // SAFETY: as above.
-        unsafe {
-            let blocks = used_up_page(p, &mut buf);
-            give_back(p, &blocks[..10], false);
-            give_back(p, &blocks[10..13], true);
-            assert_eq!(Page::collect(p).unwrap(), Batch::at_head(3));
-            assert_eq!((*p).used as usize, blocks.len() - 13);
-            let list = free_list(&*p);
-            assert_eq!(sorted(list[..3].to_vec()), blocks[10..13]);
-            assert_eq!(sorted(list[3..].to_vec()), blocks[..10]);
-        }
+        with_used_up_page(|p, blocks| {
+            // SAFETY: as above.
+            unsafe {
+                give_back(p, &blocks[..10], false);
+                give_back(p, &blocks[10..13], true);
+                assert_eq!(Page::collect(p).unwrap(), Batch::at_head(3));
+                assert_eq!((*p).used as usize, blocks.len() - 13);
+                let list = free_list(&*p);
+                assert_eq!(sorted(list[..3].to_vec()), blocks[10..13]);
+                assert_eq!(sorted(list[3..].to_vec()), blocks[..10]);
+            }
+        });
     }
 
     #[test]
     fn a_free_list_longer_than_the_free_blocks_is_damage() {
-        let mut buf = vec![0u64; 1 << 13];
-        let mut page = Page::EMPTY;
-        let p = &raw mut page;
-        // SAFETY: as above.
-        unsafe {
-            let blocks = used_up_page(p, &mut buf);
-            give_back(p, &blocks[..2], false);
-            // The page believes one block is free: the list's second block is one too many
-            // (a block freed twice would look like this).
-            (*p).used += 1;
-            give_back(p, &blocks[2..50], true);
-            assert!(Page::collect(p).is_err());
-        }
+        with_used_up_page(|p, blocks| {
+            // SAFETY: as above.
+            unsafe {
+                give_back(p, &blocks[..2], false);
+                // The page believes one block is free: the list's second block is one too many
+                // (a block freed twice would look like this).
+                (*p).used += 1;
+                give_back(p, &blocks[2..50], true);
+                assert!(Page::collect(p).is_err());
+            }
+        });
     }
 
     #[test]

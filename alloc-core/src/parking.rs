@@ -46,10 +46,10 @@ impl<S: PageSource> Allocator<S> {
             if !(*heap).arena && (*heap).is_live() {
                 (*heap).parked_at = self.source().now_ms();
                 let mut pool = self.pool.lock(self.source());
-                if pool.parked_count < MAX_PARKED {
+                // Only changed under the lock: exact here.
+                if self.parked_count.load(Ordering::Relaxed) < MAX_PARKED {
                     (*heap).pool_next = pool.parked;
                     pool.parked = heap;
-                    pool.parked_count += 1;
                     self.parked_count.fetch_add(1, Ordering::Relaxed);
                     drop(pool);
                     self.counters.heaps.fetch_sub(1, Ordering::Relaxed);
@@ -66,44 +66,46 @@ impl<S: PageSource> Allocator<S> {
             return ptr::null_mut();
         }
         let mut pool = self.pool.lock(self.source());
-        let heap = pool.parked;
-        if heap.is_null() {
-            return heap;
-        }
-        // SAFETY: parked heaps are live, unused heaps of this allocator; the lock is held.
-        unsafe {
-            pool.parked = (*heap).pool_next;
-            pool.parked_count -= 1;
-            self.parked_count.fetch_sub(1, Ordering::Relaxed);
-            drop(pool);
-            (*heap).pool_next = ptr::null_mut();
-        }
-        self.counters.heaps.fetch_add(1, Ordering::Relaxed);
-        heap
+        // SAFETY: the link is the list's head, the lock is held until the unlink is done.
+        unsafe { self.unlink_parked(&raw mut pool.parked) }
     }
 
-    /// Take the oldest parked heap if `pred` holds for it (all of them when it always holds).
+    /// Take the oldest parked heap if `pred` holds for it; null if it does not or none is
+    /// parked.
     fn take_oldest_parked(&self, pred: impl Fn(&Heap) -> bool) -> *mut Heap {
         let mut pool = self.pool.lock(self.source());
         // SAFETY: the parked list links live, unused heaps; the lock is held. At most
         // MAX_PARKED of them: the walk to the oldest is short.
         unsafe {
-            let mut link: *mut *mut Heap = &mut pool.parked;
+            let mut link: *mut *mut Heap = &raw mut pool.parked;
             if (*link).is_null() {
                 return ptr::null_mut();
             }
             while !(**link).pool_next.is_null() {
-                link = &mut (**link).pool_next;
+                link = &raw mut (**link).pool_next;
             }
-            let heap = *link;
-            if !pred(&*heap) {
+            if !pred(&**link) {
                 return ptr::null_mut();
             }
-            *link = ptr::null_mut();
-            pool.parked_count -= 1;
-            self.parked_count.fetch_sub(1, Ordering::Relaxed);
-            drop(pool);
-            self.counters.heaps.fetch_add(1, Ordering::Relaxed);
+            self.unlink_parked(link)
+        }
+    }
+
+    /// Unlink the parked heap `*link` points to (null: none) and hand it to the caller.
+    ///
+    /// # Safety
+    ///
+    /// The pool lock is held and `link` is a link of the parked list.
+    unsafe fn unlink_parked(&self, link: *mut *mut Heap) -> *mut Heap {
+        // SAFETY: per the contract; parked heaps are live, unused heaps of this allocator.
+        unsafe {
+            let heap = *link;
+            if !heap.is_null() {
+                *link = (*heap).pool_next;
+                (*heap).pool_next = ptr::null_mut();
+                self.parked_count.fetch_sub(1, Ordering::Relaxed);
+                self.counters.heaps.fetch_add(1, Ordering::Relaxed);
+            }
             heap
         }
     }
