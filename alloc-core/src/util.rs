@@ -26,6 +26,28 @@ pub const fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Hint that `addr` will be read soon (a prefetch into L1; no fault for any address, so a
+/// stale or null one is harmless). A no-op where there is no stable prefetch instruction, and
+/// under Miri.
+#[inline(always)]
+pub fn prefetch(addr: usize) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: a prefetch reads nothing the program can observe and never faults.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            core::ptr::without_provenance(addr),
+        )
+    };
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
+    // SAFETY: as above: `prfm` is a hint that never faults and touches no register but its
+    // address operand.
+    unsafe {
+        core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) addr, options(nostack, preserves_flags, readonly))
+    };
+    #[cfg(any(miri, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    let _ = addr;
+}
+
 /// A test-and-test-and-set lock for the allocator's cold paths (segment hand-off, the span
 /// cache, the heap pool). Never taken on a malloc/free fast path. `const`-constructible so it
 /// can live in a `static`, and it allocates nothing. A waiter spins with backoff, then
