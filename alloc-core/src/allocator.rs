@@ -836,11 +836,13 @@ impl<S: PageSource> Allocator<S> {
         self.cache_put(seg.cast(), size);
     }
 
-    /// Purge the free-but-resident page slots of `seg`, one source call per run of slots.
-    pub(crate) fn purge_segment_slots(&self, seg: *mut Segment) {
+    /// Purge the free-but-resident page slots of `seg` among `which`, one source call per run
+    /// of slots.
+    pub(crate) fn purge_segment_slots(&self, seg: *mut Segment, which: u64) {
         // SAFETY: the caller owns the segment; dirty slots hold no blocks.
         unsafe {
-            let mut dirty = (*seg).dirty_slots;
+            let purged = (*seg).dirty_slots & which;
+            let mut dirty = purged;
             let bytes = (*seg).page_bytes();
             while dirty != 0 {
                 let first = dirty.trailing_zeros() as usize;
@@ -861,7 +863,8 @@ impl<S: PageSource> Allocator<S> {
                     .purged_bytes
                     .fetch_add(run * bytes, Ordering::Relaxed);
             }
-            (*seg).dirty_slots = 0;
+            (*seg).dirty_slots &= !purged;
+            (*seg).aged_slots &= !purged;
         }
     }
 

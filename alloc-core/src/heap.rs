@@ -314,6 +314,7 @@ impl Heap {
             let bits = (u64::MAX >> (64 - slots)) << slot;
             (*seg).free_slots &= !bits;
             (*seg).dirty_slots &= !bits;
+            (*seg).aged_slots &= !bits;
             let zero = (*seg).zero_slots & bits == bits;
             (*seg).zero_slots &= !bits;
             (*seg).used_pages += 1;
@@ -386,13 +387,7 @@ impl Heap {
                 self.seg_free_list_push(seg);
             }
             if !(*seg).in_purge_list {
-                let now = alloc.source().now_ms();
-                (*seg).purge_deadline = if now == 0 {
-                    0
-                } else {
-                    now + alloc.purge_delay_ms()
-                };
-                self.purge_list_push(seg);
+                self.purge_schedule(alloc, seg, alloc.source().now_ms());
             }
         }
     }
@@ -472,6 +467,33 @@ impl Heap {
         }
     }
 
+    /// Put `seg` (with dirty slots, not in the purge list) in the purge list, due for a check
+    /// half a purge delay from `now` (at once without a clock or with a delay of 0). Its dirty
+    /// slots age from now: that check purges them if they are still free, and slots freed
+    /// later wait for the check after it. A free slot stays resident for half the delay to
+    /// the whole delay.
+    ///
+    /// # Safety
+    ///
+    /// `seg` is ours and not in the purge list.
+    unsafe fn purge_schedule<S: PageSource>(
+        &mut self,
+        alloc: &Allocator<S>,
+        seg: *mut Segment,
+        now: u64,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            (*seg).aged_slots = (*seg).dirty_slots;
+            (*seg).purge_deadline = if now == 0 {
+                0
+            } else {
+                now + alloc.purge_delay_ms().div_ceil(2)
+            };
+            self.purge_list_push(seg);
+        }
+    }
+
     unsafe fn purge_list_push(&mut self, seg: *mut Segment) {
         // SAFETY: `seg` is ours and not in the purge list.
         unsafe {
@@ -530,6 +552,14 @@ impl Heap {
         if !force && now < self.next_purge && !(due_cache && alloc.cache_deadline() <= now) {
             return;
         }
+        // A due segment is checked, not emptied: only its aged slots (dirty at its previous
+        // check or when it was scheduled, and free since) are purged; the rest age until the
+        // next check, half a delay later. Before, every free slot went at the segment's
+        // deadline, set by its first free page: a page freed just before it was purged at
+        // once and faulted back in by the heap's next page (python: 29k page faults at 25 ms
+        // against 22k at 1000 ms; cpp took 0.94x and python 0.93x the time at 1000 ms).
+        let all = force || alloc.purge_delay_ms() == 0;
+        let mut requeue: *mut Segment = ptr::null_mut();
         // SAFETY: the purge list links live segments we own.
         unsafe {
             while !self.purge_head.is_null() {
@@ -543,7 +573,16 @@ impl Heap {
                 }
                 (*seg).purge_next = ptr::null_mut();
                 (*seg).in_purge_list = false;
-                alloc.purge_segment_slots(seg);
+                alloc.purge_segment_slots(seg, if all { u64::MAX } else { (*seg).aged_slots });
+                if (*seg).dirty_slots != 0 {
+                    (*seg).purge_next = requeue;
+                    requeue = seg;
+                }
+            }
+            while !requeue.is_null() {
+                let seg = requeue;
+                requeue = (*seg).purge_next;
+                self.purge_schedule(alloc, seg, now);
             }
             self.next_purge = if self.purge_head.is_null() {
                 u64::MAX
@@ -740,13 +779,7 @@ impl Heap {
         unsafe {
             self.seg_link(seg);
             if (*seg).dirty_slots != 0 && !(*seg).in_purge_list {
-                let now = alloc.source().now_ms();
-                (*seg).purge_deadline = if now == 0 {
-                    0
-                } else {
-                    now + alloc.purge_delay_ms()
-                };
-                self.purge_list_push(seg);
+                self.purge_schedule(alloc, seg, alloc.source().now_ms());
             }
             for slot in 1..(*seg).page_count as usize {
                 let page = addr_of_mut!((*seg).pages[slot]);

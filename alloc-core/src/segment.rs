@@ -82,6 +82,10 @@ pub(crate) struct Segment {
     pub(crate) free_slots: u64,
     /// Bit i: slot i is free but its memory is still resident (not purged yet).
     pub(crate) dirty_slots: u64,
+    /// Bit i: slot i was dirty at the segment's last purge check and has stayed free since:
+    /// the next check purges it (see [`Heap::maybe_purge`](crate::heap::Heap)). Always a
+    /// subset of `dirty_slots`.
+    pub(crate) aged_slots: u64,
     /// Bit i: slot i's memory reads as zero.
     pub(crate) zero_slots: u64,
     pub(crate) purge_deadline: u64,
@@ -139,6 +143,7 @@ impl Segment {
                     page_count: count,
                     free_slots: free,
                     dirty_slots: 0,
+                    aged_slots: 0,
                     zero_slots: if zeroed { free } else { 0 },
                     purge_deadline: 0,
                     in_purge_list: false,

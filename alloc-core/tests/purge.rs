@@ -1,0 +1,190 @@
+//! When free pages go back to the source: a page slot freed at time t is purged by the first
+//! purge check at or after t + delay/2 that finds it still free, and never later than about
+//! t + delay; a slot freed shortly before its segment's check is not purged by that check
+//! (the next page the heap needs would fault it back in), and a slot taken again before its
+//! check is not purged at all. The clock is the test's own.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alloc_core::source::{PageSource, SourceError, Span};
+use alloc_core::{Allocator, Heap};
+use common::StdSource;
+
+/// [`StdSource`] with a clock the test sets.
+struct ClockSource {
+    inner: StdSource,
+    now: AtomicU64,
+}
+
+// SAFETY: every call but the clock is the inner source's.
+unsafe impl PageSource for ClockSource {
+    unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.alloc(size, align) }
+    }
+    unsafe fn release(&self, ptr: *mut u8, size: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.release(ptr, size) }
+    }
+    unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.purge(ptr, size) }
+    }
+    fn reserve_zeroed(&self, size: usize) -> Option<*mut u8> {
+        self.inner.reserve_zeroed(size)
+    }
+    fn now_ms(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+}
+
+const DELAY_MS: u64 = 100;
+const BLOCK: usize = 1024;
+/// A size served from another segment kind (medium pages), to drive slow paths.
+const MEDIUM: usize = 20_000;
+
+struct Fixture {
+    alloc: &'static Allocator<&'static ClockSource>,
+    heap: *mut Heap,
+    /// Live 1 KiB blocks by the 64 KiB page slot holding them.
+    pages: BTreeMap<usize, Vec<*mut u8>>,
+    /// Keeps the medium page in use while `checks` allocates and frees beside it.
+    _medium: *mut u8,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let source: &'static ClockSource = Box::leak(Box::new(ClockSource {
+            inner: StdSource::new(),
+            now: AtomicU64::new(1000),
+        }));
+        let alloc: &'static Allocator<&'static ClockSource> =
+            Box::leak(Box::new(Allocator::new(source)));
+        alloc.set_purge_delay_ms(DELAY_MS);
+        let heap = alloc.new_heap();
+        let mut pages: BTreeMap<usize, Vec<*mut u8>> = BTreeMap::new();
+        // Four pages of 1 KiB blocks, whole (slot 0 of a segment holds its header: skip it).
+        while pages.values().filter(|b| b.len() == 64).count() < 4 {
+            // SAFETY: `heap` is ours.
+            let p = unsafe { alloc.malloc(heap, BLOCK) };
+            assert!(!p.is_null());
+            pages.entry(p as usize >> 16).or_default().push(p);
+        }
+        pages.retain(|_, blocks| blocks.len() == 64);
+        // SAFETY: as above.
+        let medium = unsafe { alloc.malloc(heap, MEDIUM) };
+        assert!(!medium.is_null());
+        Fixture {
+            alloc,
+            heap,
+            pages,
+            _medium: medium,
+        }
+    }
+
+    fn set_clock(&self, ms: u64) {
+        self.alloc.source().now.store(ms, Ordering::Relaxed);
+    }
+
+    /// Free every block of the `i`-th full page: the page empties and its slot is free.
+    fn free_page(&mut self, i: usize) {
+        let key = *self.pages.keys().nth(i).unwrap();
+        for p in self.pages.get_mut(&key).unwrap().drain(..) {
+            // SAFETY: a live block of this heap.
+            unsafe { self.alloc.free(self.heap, p) };
+        }
+    }
+
+    /// Run enough slow paths for at least two purge checks (one slow path in 32 checks).
+    fn checks(&self) {
+        for _ in 0..64 {
+            // SAFETY: `heap` is ours; the block is freed at once, beside a live one of its page.
+            unsafe {
+                let p = self.alloc.malloc(self.heap, MEDIUM);
+                assert!(!p.is_null());
+                self.alloc.free(self.heap, p);
+            }
+        }
+    }
+
+    fn purged(&self) -> usize {
+        self.alloc.stats().purged_bytes
+    }
+}
+
+const PAGE: usize = 64 * 1024;
+
+#[test]
+fn a_free_page_is_purged_after_half_the_delay_and_one_freed_later_waits_a_check() {
+    let mut f = Fixture::new();
+    assert_eq!(f.purged(), 0);
+
+    // t = 1000: page 0 goes free; its segment's check is due at 1050.
+    f.free_page(0);
+    f.set_clock(1049);
+    f.checks();
+    assert_eq!(f.purged(), 0, "purged before half the delay");
+
+    // t = 1049: page 1 goes free, just before the segment's check.
+    f.free_page(1);
+    f.set_clock(1050);
+    f.checks();
+    assert_eq!(
+        f.purged(),
+        PAGE,
+        "the check at 1050 purges page 0, not page 1"
+    );
+
+    // Page 1 was seen free by that check: the next one (due at 1100) purges it.
+    f.set_clock(1099);
+    f.checks();
+    assert_eq!(f.purged(), PAGE);
+    f.set_clock(1100);
+    f.checks();
+    assert_eq!(
+        f.purged(),
+        2 * PAGE,
+        "page 1 purged 51 ms after it went free"
+    );
+
+    // Nothing is left to purge; later checks purge nothing more.
+    f.set_clock(2000);
+    f.checks();
+    assert_eq!(f.purged(), 2 * PAGE);
+}
+
+#[test]
+fn a_slot_taken_again_before_its_check_is_not_purged() {
+    let mut f = Fixture::new();
+    f.free_page(0);
+    f.free_page(1);
+    // The heap needs two pages of another size: the free slots serve them.
+    let mut again = Vec::new();
+    for _ in 0..2 * (PAGE / 512) {
+        // SAFETY: `heap` is ours.
+        let p = unsafe { f.alloc.malloc(f.heap, 512) };
+        assert!(!p.is_null());
+        again.push(p);
+    }
+    f.set_clock(1000 + DELAY_MS * 10);
+    f.checks();
+    f.checks();
+    assert_eq!(f.purged(), 0, "slots in use again were purged");
+    for p in again {
+        // SAFETY: live blocks of this heap.
+        unsafe { f.alloc.free(f.heap, p) };
+    }
+}
+
+#[test]
+fn with_a_delay_of_zero_a_check_purges_every_free_slot() {
+    let mut f = Fixture::new();
+    f.alloc.set_purge_delay_ms(0);
+    f.free_page(0);
+    f.free_page(1);
+    f.checks();
+    assert_eq!(f.purged(), 2 * PAGE);
+}
