@@ -19,8 +19,7 @@ use crate::size_class::{aligned_class, class_size, PageKind, DIRECT_MAX, LARGE_M
 use crate::source::{PageSource, Span};
 use crate::span_cache::{SpanCache, Work};
 use crate::stats::{SourceCounters, Stats};
-use crate::util::prefetch;
-use crate::util::{align_up, SpinLock};
+use crate::util::{align_up, prefetch, SpinLock};
 use crate::view::SegmentView;
 use crate::SEGMENT_SIZE;
 
@@ -307,7 +306,7 @@ impl<S: PageSource> Allocator<S> {
     pub(crate) unsafe fn pop(page: *mut Page, block: *mut Block) -> *mut u8 {
         // SAFETY: `block` is a free block of `page` (caller's contract). The link is tested
         // against the page's range first: the end of the list (0) fails that test like damage
-        // does and is told apart off the fast path (3 instructions fewer than testing it
+        // does and is told apart off the fast path (2 instructions fewer than testing it
         // first).
         unsafe {
             let next = (*page).decode((*block).next);

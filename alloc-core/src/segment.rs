@@ -82,9 +82,9 @@ pub(crate) struct Segment {
     pub(crate) free_slots: u64,
     /// Bit i: slot i is free but its memory is still resident (not purged yet).
     pub(crate) dirty_slots: u64,
-    /// Bit i: slot i was dirty at the segment's last purge check and has stayed free since:
-    /// the next check purges it (see [`Heap::maybe_purge`](crate::heap::Heap)). Always a
-    /// subset of `dirty_slots`.
+    /// Bit i: slot i was dirty when the segment's next purge check was scheduled and has
+    /// stayed free since: that check purges it (see [`Heap`](crate::heap::Heap)'s
+    /// `maybe_purge`). Always a subset of `dirty_slots`.
     pub(crate) aged_slots: u64,
     /// Bit i: slot i's memory reads as zero.
     pub(crate) zero_slots: u64,
