@@ -310,7 +310,7 @@ impl<S: PageSource> Allocator<S> {
         // first).
         unsafe {
             let next = (*page).decode((*block).next);
-            (*page).free = if next.wrapping_sub((*page).start as usize) < (*page).area() {
+            (*page).free = if (*page).in_area(next) {
                 // The next malloc reads this block's link: start the load now, while the
                 // program works with the block it gets (lists collected from other threads
                 // are cold: on larson, 81% of malloc's samples waited on that read).

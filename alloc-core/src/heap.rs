@@ -579,6 +579,8 @@ impl Heap {
                     requeue = seg;
                 }
             }
+            // Back in the list only now: without a clock a requeued segment would be due again
+            // in this pass, and its fresh slots would not wait for a check of their own.
             while !requeue.is_null() {
                 let seg = requeue;
                 requeue = (*seg).purge_next;

@@ -204,7 +204,14 @@ impl Page {
     /// Whether a decoded link is a plausible list member (a block of this page, or the end).
     #[inline(always)]
     pub(crate) fn link_ok(&self, addr: usize) -> bool {
-        addr == 0 || addr.wrapping_sub(self.start as usize) < self.area()
+        addr == 0 || self.in_area(addr)
+    }
+
+    /// Whether `addr` lies in the bytes of the page that hold blocks (one subtract, one
+    /// compare: an address below the start wraps past the area).
+    #[inline(always)]
+    pub(crate) fn in_area(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.start as usize) < self.area()
     }
 
     /// Prepare an unused page slot at `start` (`area` bytes) for blocks of `class`.

@@ -7,39 +7,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use alloc_core::source::{PageSource, SourceError, Span};
 use alloc_core::{Allocator, Heap};
 use common::StdSource;
-
-/// [`StdSource`] with a clock the test sets.
-struct ClockSource {
-    inner: StdSource,
-    now: AtomicU64,
-}
-
-// SAFETY: every call but the clock is the inner source's.
-unsafe impl PageSource for ClockSource {
-    unsafe fn alloc(&self, size: usize, align: usize) -> Result<Span, SourceError> {
-        // SAFETY: forwarded contract.
-        unsafe { self.inner.alloc(size, align) }
-    }
-    unsafe fn release(&self, ptr: *mut u8, size: usize) {
-        // SAFETY: forwarded contract.
-        unsafe { self.inner.release(ptr, size) }
-    }
-    unsafe fn purge(&self, ptr: *mut u8, size: usize) -> bool {
-        // SAFETY: forwarded contract.
-        unsafe { self.inner.purge(ptr, size) }
-    }
-    fn reserve_zeroed(&self, size: usize) -> Option<*mut u8> {
-        self.inner.reserve_zeroed(size)
-    }
-    fn now_ms(&self) -> u64 {
-        self.now.load(Ordering::Relaxed)
-    }
-}
 
 const DELAY_MS: u64 = 100;
 const BLOCK: usize = 1024;
@@ -47,7 +17,7 @@ const BLOCK: usize = 1024;
 const MEDIUM: usize = 20_000;
 
 struct Fixture {
-    alloc: &'static Allocator<&'static ClockSource>,
+    alloc: &'static Allocator<&'static StdSource>,
     heap: *mut Heap,
     /// Live 1 KiB blocks by the 64 KiB page slot holding them.
     pages: BTreeMap<usize, Vec<*mut u8>>,
@@ -57,11 +27,9 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let source: &'static ClockSource = Box::leak(Box::new(ClockSource {
-            inner: StdSource::new(),
-            now: AtomicU64::new(1000),
-        }));
-        let alloc: &'static Allocator<&'static ClockSource> =
+        let source: &'static StdSource = Box::leak(Box::new(StdSource::new()));
+        source.set_clock(1000);
+        let alloc: &'static Allocator<&'static StdSource> =
             Box::leak(Box::new(Allocator::new(source)));
         alloc.set_purge_delay_ms(DELAY_MS);
         let heap = alloc.new_heap();
@@ -86,7 +54,7 @@ impl Fixture {
     }
 
     fn set_clock(&self, ms: u64) {
-        self.alloc.source().now.store(ms, Ordering::Relaxed);
+        self.alloc.source().set_clock(ms);
     }
 
     /// Free every block of the `i`-th full page: the page empties and its slot is free.

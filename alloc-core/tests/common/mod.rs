@@ -5,6 +5,7 @@
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use alloc_core::{PageSource, SourceError, Span};
@@ -14,13 +15,21 @@ pub struct StdSource {
     /// Live spans by start: the layout std gave, and how much of it is still handed out
     /// (the contract lets the allocator release a suffix first).
     live: Mutex<Option<BTreeMap<usize, (Layout, usize)>>>,
+    /// The time `now_ms` reports once a test has set it (0: the process's monotonic clock).
+    clock: AtomicU64,
 }
 
 impl StdSource {
     pub const fn new() -> Self {
         StdSource {
             live: Mutex::new(None),
+            clock: AtomicU64::new(0),
         }
+    }
+    /// Make `now_ms` report `ms` (non-zero) from now on: a clock the test moves by hand.
+    pub fn set_clock(&self, ms: u64) {
+        assert_ne!(ms, 0, "0 means no clock to the allocator");
+        self.clock.store(ms, Ordering::Relaxed);
     }
     pub fn live_spans(&self) -> usize {
         self.live.lock().unwrap().as_ref().map_or(0, |m| m.len())
@@ -94,6 +103,10 @@ unsafe impl PageSource for StdSource {
     fn now_ms(&self) -> u64 {
         use std::sync::OnceLock;
         use std::time::Instant;
+        let set = self.clock.load(Ordering::Relaxed);
+        if set != 0 {
+            return set;
+        }
         static START: OnceLock<Instant> = OnceLock::new();
         START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
     }
