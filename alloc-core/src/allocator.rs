@@ -11,6 +11,7 @@ use crate::checks::{report, Call, Misuse, MisuseKind};
 use crate::guarded::GuardedPool;
 use crate::heap::Heap;
 use crate::page::{Block, Page};
+use crate::purge_pace::{MemoryBudget, PurgeDelay, DEFAULT_PURGE_DELAY_MAX_MS};
 use crate::segment::{Segment, SegmentHeader, HUGE_FREE, HUGE_LIVE, KIND_FREE, KIND_HUGE};
 use crate::segment_map::{
     is_pages, SegmentMap, GUARDED, HUGE_BACK, HUGE_START, PAGES_512K, PAGES_64K, SAMPLED,
@@ -73,6 +74,7 @@ pub struct Allocator<S: PageSource> {
     pub(crate) map: SegmentMap,
     secret: AtomicUsize,
     purge_delay: AtomicU64,
+    purge_delay_max: AtomicU64,
     // Each lock on its own cache line (CachePadded: 128 bytes on x86-64, where the adjacent-
     // line prefetcher pairs lines): threads queueing for one do not slow the holder of another.
     pub(crate) pool: CachePadded<SpinLock<HeapPool>>,
@@ -83,6 +85,8 @@ pub struct Allocator<S: PageSource> {
     /// Read on every malloc slow path; written when a thread exits or adopts.
     abandoned_count: CachePadded<AtomicUsize>,
     cache: CachePadded<SpinLock<SpanCache>>,
+    /// Page memory in use and kept free, for the purge pace's bound.
+    pub(crate) memory: CachePadded<MemoryBudget>,
     cache_deadline: AtomicU64,
     /// Written on every segment and huge-block event, from any thread.
     pub(crate) counters: CachePadded<Counters>,
@@ -100,6 +104,7 @@ impl<S: PageSource> Allocator<S> {
             map: SegmentMap::new(),
             secret: AtomicUsize::new(0),
             purge_delay: AtomicU64::new(DEFAULT_PURGE_DELAY_MS),
+            purge_delay_max: AtomicU64::new(DEFAULT_PURGE_DELAY_MAX_MS),
             pool: CachePadded::new(SpinLock::new(HeapPool {
                 free: ptr::null_mut(),
                 all: ptr::null_mut(),
@@ -111,6 +116,7 @@ impl<S: PageSource> Allocator<S> {
             })),
             abandoned_count: CachePadded::new(AtomicUsize::new(0)),
             cache: CachePadded::new(SpinLock::new(SpanCache::new())),
+            memory: CachePadded::new(MemoryBudget::new()),
             cache_deadline: AtomicU64::new(u64::MAX),
             counters: CachePadded::new(Counters {
                 reserved: AtomicUsize::new(0),
@@ -141,6 +147,29 @@ impl<S: PageSource> Allocator<S> {
     /// Set the purge delay (0: purge as soon as memory is free).
     pub fn set_purge_delay_ms(&self, ms: u64) {
         self.purge_delay.store(ms, Ordering::Relaxed);
+    }
+
+    /// The longest the purge delay grows to while the program takes back memory soon after
+    /// it was purged (see [`set_purge_delay_max_ms`](Self::set_purge_delay_max_ms)).
+    pub fn purge_delay_max_ms(&self) -> u64 {
+        self.purge_delay_max.load(Ordering::Relaxed)
+    }
+
+    /// Set the longest purge delay, in milliseconds (default
+    /// [`DEFAULT_PURGE_DELAY_MAX_MS`]). Each heap doubles its delay, up to this, when it
+    /// takes back pages within this long of purging them, and halves it again after a calm
+    /// stretch; free memory outlives the configured delay only while in use plus free stays
+    /// under the peak in use plus a quarter. A value not above the purge delay gives a fixed
+    /// delay.
+    pub fn set_purge_delay_max_ms(&self, ms: u64) {
+        self.purge_delay_max.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn purge_config(&self) -> PurgeDelay {
+        PurgeDelay {
+            base: self.purge_delay_ms(),
+            max: self.purge_delay_max_ms(),
+        }
     }
 
     #[cold]
@@ -656,7 +685,11 @@ impl<S: PageSource> Allocator<S> {
     /// A span from the cache or the source. On failure the cache is emptied back to the
     /// source and the request retried once: cached address space must not cause an ENOMEM.
     pub(crate) fn obtain_span(&self, size: usize, align: usize) -> Option<Span> {
-        let cached = self.cache.lock(&self.source).take(size, align);
+        let cfg = self.purge_config();
+        let cached = self
+            .cache
+            .lock(&self.source)
+            .take(size, align, || self.source.now_ms(), cfg);
         if let Some(span) = cached {
             if span.zeroed {
                 // Purged but for the header page (see `purge_cached`): zero that page too.
@@ -688,15 +721,17 @@ impl<S: PageSource> Allocator<S> {
 
     pub(crate) fn cache_put(&self, ptr: *mut u8, size: usize) {
         let now = self.source.now_ms();
-        let evicted = self.cache.lock(&self.source).put(ptr, size, now);
+        let (evicted, delay) = {
+            let mut cache = self.cache.lock(&self.source);
+            let evicted = cache.put(ptr, size, now);
+            let cfg = self.purge_config();
+            cache.pace.calm_check(now, cfg);
+            (evicted, cache.delay_in_force(cfg, &self.memory))
+        };
         if let Some((old, old_size)) = evicted {
             self.release_span(old, old_size);
         }
-        let deadline = if now == 0 {
-            0
-        } else {
-            now + self.purge_delay_ms()
-        };
+        let deadline = if now == 0 { 0 } else { now + delay };
         self.cache_deadline.fetch_min(deadline, Ordering::Relaxed);
         self.shed_cache();
         if now == 0 {
@@ -736,7 +771,7 @@ impl<S: PageSource> Allocator<S> {
                 let back = self
                     .cache
                     .lock(&self.source)
-                    .put_purged(ptr, size, now, zeroed);
+                    .put_purged(ptr, size, now, now, zeroed);
                 if let Some((p, s)) = back {
                     self.release_span(p, s);
                 }
@@ -757,7 +792,12 @@ impl<S: PageSource> Allocator<S> {
         if !force && self.cache_deadline.load(Ordering::Relaxed) > now {
             return;
         }
-        let delay = self.purge_delay_ms();
+        let cfg = self.purge_config();
+        let delay = {
+            let mut cache = self.cache.lock(&self.source);
+            cache.pace.calm_check(now, cfg);
+            cache.delay_in_force(cfg, &self.memory)
+        };
         loop {
             let mut work = [const { Work::Release(ptr::null_mut(), 0) }; 8];
             let n = {
@@ -786,6 +826,7 @@ impl<S: PageSource> Allocator<S> {
                             ptr,
                             size,
                             now.saturating_sub(delay),
+                            now,
                             zeroed,
                         );
                         if let Some((p, s)) = back {
@@ -828,6 +869,8 @@ impl<S: PageSource> Allocator<S> {
     pub(crate) fn free_segment(&self, seg: *mut Segment) {
         // SAFETY: the segment is empty and unlinked from every heap.
         let size = unsafe {
+            // Its free resident slots now count in the cache's resident bytes.
+            self.memory.dirty_gone((*seg).dirty_bytes());
             (*seg).header.kind = KIND_FREE;
             (*seg).header.span_size
         };
@@ -836,8 +879,8 @@ impl<S: PageSource> Allocator<S> {
     }
 
     /// Purge the free-but-resident page slots of `seg` among `which`, one source call per run
-    /// of slots.
-    pub(crate) fn purge_segment_slots(&self, seg: *mut Segment, which: u64) {
+    /// of slots; `now` is the source's clock.
+    pub(crate) fn purge_segment_slots(&self, seg: *mut Segment, which: u64, now: u64) {
         // SAFETY: the caller owns the segment; dirty slots hold no blocks.
         unsafe {
             let purged = (*seg).dirty_slots & which;
@@ -864,6 +907,15 @@ impl<S: PageSource> Allocator<S> {
             }
             (*seg).dirty_slots &= !purged;
             (*seg).aged_slots &= !purged;
+            if purged != 0 {
+                // One time per segment: slots purged over a window ago no longer count.
+                if now.saturating_sub((*seg).purged_at) >= self.purge_delay_max_ms() {
+                    (*seg).purged_slots = 0;
+                }
+                (*seg).purged_slots |= purged;
+                (*seg).purged_at = now;
+            }
+            self.memory.dirty_gone(purged.count_ones() as usize * bytes);
         }
     }
 

@@ -16,6 +16,7 @@ use crate::checks::{Call, MisuseKind};
 use crate::page::Page;
 use crate::page_queue::PageQueue;
 use crate::protocol::ownership;
+use crate::purge_pace::PurgePace;
 use crate::segment::{Segment, SegmentHeader};
 use crate::size_class::{
     class_of, class_size, page_kind, PageKind, DIRECT_SLOTS, LARGE_MAX, NUM_CLASSES,
@@ -90,6 +91,10 @@ pub struct Heap {
     pub(crate) sampler: crate::sampling::Sampler,
     /// When the heap was parked (the source's clock), while it is.
     pub(crate) parked_at: u64,
+    /// This heap's purge delay, lengthened while it takes back pages it purged.
+    pub(crate) pace: PurgePace,
+    /// When this heap last ran a purge pass (the source's clock).
+    pub(crate) last_purge_pass: u64,
 }
 
 /// Huge blocks an arena heap owns.
@@ -152,6 +157,8 @@ impl Heap {
             }),
             sampler: crate::sampling::Sampler::OFF,
             parked_at: 0,
+            pace: PurgePace::new(),
+            last_purge_pass: 0,
         }
     }
 
@@ -312,9 +319,18 @@ impl Heap {
         // SAFETY: `seg` is ours with `slots` free slots from `slot`.
         unsafe {
             let bits = (u64::MAX >> (64 - slots)) << slot;
+            let page_bytes = (*seg).page_bytes();
+            let reused = ((*seg).dirty_slots & bits).count_ones() as usize * page_bytes;
+            alloc.memory.page_taken(slots * page_bytes, reused);
             (*seg).free_slots &= !bits;
             (*seg).dirty_slots &= !bits;
             (*seg).aged_slots &= !bits;
+            if (*seg).purged_slots & bits != 0 {
+                (*seg).purged_slots &= !bits;
+                let now = alloc.source().now_ms();
+                self.pace
+                    .taken_back((*seg).purged_at, now, alloc.purge_config());
+            }
             let zero = (*seg).zero_slots & bits == bits;
             (*seg).zero_slots &= !bits;
             (*seg).used_pages += 1;
@@ -377,6 +393,13 @@ impl Heap {
             let was_full = (*seg).is_full();
             (*seg).free_slots |= bit;
             (*seg).dirty_slots |= bit;
+            alloc.memory.page_freed(slots * (*seg).page_bytes());
+            if alloc.memory.over_peak(0) {
+                // Keeping free pages would raise the peak: they age at the configured delay,
+                // from a check half of it after our last one.
+                let half_base = alloc.purge_delay_ms().div_ceil(2);
+                self.next_purge = self.next_purge.min(self.last_purge_pass + half_base);
+            }
             (*seg).used_pages -= 1;
             if (*seg).used_pages == 0 {
                 self.seg_unlink(seg);
@@ -467,8 +490,20 @@ impl Heap {
         }
     }
 
+    /// The purge delay for slots freed now: the pace's, or the configured one while
+    /// keeping free memory would raise the process's peak (see [`purge_pace`]).
+    fn delay_in_force<S: PageSource>(&self, alloc: &Allocator<S>) -> u64 {
+        let cfg = alloc.purge_config();
+        if alloc.memory.over_peak(0) {
+            cfg.base
+        } else {
+            self.pace.delay(cfg)
+        }
+    }
+
     /// Put `seg` (with dirty slots, not in the purge list) in the purge list, due for a check
-    /// half a purge delay from `now` (at once without a clock or with a delay of 0). Its dirty
+    /// half the delay in force from `now` (at once without a clock or with a delay of 0; the
+    /// delay is the heap's pace, see [`purge_pace`](crate::purge_pace)). Its dirty
     /// slots age from now: that check purges them if they are still free, and slots freed
     /// later wait for the check after it. A free slot stays resident for half the delay to
     /// the whole delay.
@@ -482,13 +517,15 @@ impl Heap {
         seg: *mut Segment,
         now: u64,
     ) {
+        self.pace.calm_check(now, alloc.purge_config());
         // SAFETY: forwarded contract.
         unsafe {
             (*seg).aged_slots = (*seg).dirty_slots;
+            (*seg).aged_since = now;
             (*seg).purge_deadline = if now == 0 {
                 0
             } else {
-                now + alloc.purge_delay_ms().div_ceil(2)
+                now + self.delay_in_force(alloc).div_ceil(2)
             };
             self.purge_list_push(seg);
         }
@@ -558,22 +595,38 @@ impl Heap {
         // deadline, set by its first free page: a page freed just before it was purged at
         // once and faulted back in by the heap's next page (page faults, medians of 5 runs:
         // cpp 5352 then, 3980 now; larson 6013 then, 5604 now).
-        let all = force || alloc.purge_delay_ms() == 0;
+        let cfg = alloc.purge_config();
+        let base = cfg.base;
+        let all = force || base == 0;
+        self.pace.calm_check(now, cfg);
+        self.last_purge_pass = now;
+        // While keeping free memory would raise the peak, slots age at the configured delay
+        // whatever the pace says.
+        let over = alloc.memory.over_peak(0);
+        let half_base = base.div_ceil(2);
+        let mut pending = self.purge_head;
+        self.purge_head = ptr::null_mut();
+        self.purge_tail = ptr::null_mut();
+        self.next_purge = u64::MAX;
         let mut requeue: *mut Segment = ptr::null_mut();
         // SAFETY: the purge list links live segments we own.
         unsafe {
-            while !self.purge_head.is_null() {
-                let seg = self.purge_head;
-                if !force && (*seg).purge_deadline > now {
-                    break;
-                }
-                self.purge_head = (*seg).purge_next;
-                if self.purge_head.is_null() {
-                    self.purge_tail = ptr::null_mut();
-                }
+            // The whole list is walked: deadlines set at different paces are not in order
+            // (the list holds the segments with free resident slots: a few dozen at most).
+            while !pending.is_null() {
+                let seg = pending;
+                pending = (*seg).purge_next;
                 (*seg).purge_next = ptr::null_mut();
                 (*seg).in_purge_list = false;
-                alloc.purge_segment_slots(seg, if all { u64::MAX } else { (*seg).aged_slots });
+                let due = force
+                    || (*seg).purge_deadline <= now
+                    || (over && (*seg).aged_since + half_base <= now);
+                if !due {
+                    self.purge_list_push(seg);
+                    continue;
+                }
+                let which = if all { u64::MAX } else { (*seg).aged_slots };
+                alloc.purge_segment_slots(seg, which, now);
                 if (*seg).dirty_slots != 0 {
                     (*seg).purge_next = requeue;
                     requeue = seg;
@@ -586,11 +639,9 @@ impl Heap {
                 requeue = (*seg).purge_next;
                 self.purge_schedule(alloc, seg, now);
             }
-            self.next_purge = if self.purge_head.is_null() {
-                u64::MAX
-            } else {
-                (*self.purge_head).purge_deadline
-            };
+            if !self.purge_head.is_null() && alloc.memory.over_peak(0) {
+                self.next_purge = self.next_purge.min(now + half_base);
+            }
         }
         alloc.maintain_cache(now, force);
     }
@@ -648,6 +699,9 @@ impl Heap {
                     let page = addr_of_mut!((*seg).pages[slot]);
                     if (*page).in_use {
                         ownership::stop_notifications(&(*page).thread_free, waiter(alloc.source()));
+                        alloc
+                            .memory
+                            .page_discarded((*page).slots as usize * (*seg).page_bytes());
                         Page::reset(page);
                     }
                 }

@@ -13,6 +13,8 @@
 //! * [`heap`]: thread-owned page queues; the malloc fast path.
 //! * `free`: the way of a pointer through `free` (validation, own-thread, remote, special).
 //! * [`Allocator`]: state heaps share (abandoned segments, the span cache, counters).
+//! * `purge_pace`: how long free pages stay resident: the purge delay, lengthened while a
+//!   heap takes back pages it purged, as long as that does not raise the peak.
 //! * [`checks`]: what misuse is detected and how it is reported.
 //! * [`sampling`]: the sampled allocations behind heap profiles and guarded blocks.
 //! * [`guarded`]: sampled blocks on pages of their own, against guard pages.
@@ -50,6 +52,7 @@ pub mod parking;
 /// The cross-thread protocols, generic over the atomic word (public for the loom models).
 #[doc(hidden)]
 pub mod protocol;
+mod purge_pace;
 pub mod sampling;
 mod segment;
 pub mod segment_map;
@@ -66,6 +69,7 @@ pub use allocator::{Allocator, DEFAULT_PURGE_DELAY_MS, MAX_ALIGN, MAX_ALLOC};
 pub use checks::{Call, Misuse, MisuseKind};
 pub use guarded::{FaultKind, GuardedBlock, GuardedConfig, GuardedFault, GuardedStats};
 pub use heap::{EmptyHeap, Heap};
+pub use purge_pace::DEFAULT_PURGE_DELAY_MAX_MS;
 pub use sampling::{SampleHooks, SAMPLE_GUARD, SAMPLE_PROFILE};
 pub use source::{PageSource, SourceError, Span, MAX_PAGE_SIZE, PAGE_SIZE};
 pub use static_source::StaticSource;

@@ -88,7 +88,14 @@ pub(crate) struct Segment {
     pub(crate) aged_slots: u64,
     /// Bit i: slot i's memory reads as zero.
     pub(crate) zero_slots: u64,
+    /// Bit i: slot i was purged (at `purged_at`) and not taken since: taking it back soon
+    /// is a refault (see [`purge_pace`](crate::purge_pace)).
+    pub(crate) purged_slots: u64,
+    /// The source's clock at the segment's last purge.
+    pub(crate) purged_at: u64,
     pub(crate) purge_deadline: u64,
+    /// When `aged_slots` was taken (the segment's last scheduling).
+    pub(crate) aged_since: u64,
     pub(crate) in_purge_list: bool,
     pub(crate) in_free_list: bool,
     pub(crate) all_next: *mut Segment,
@@ -145,7 +152,10 @@ impl Segment {
                     dirty_slots: 0,
                     aged_slots: 0,
                     zero_slots: if zeroed { free } else { 0 },
+                    purged_slots: 0,
+                    purged_at: 0,
                     purge_deadline: 0,
+                    aged_since: 0,
                     in_purge_list: false,
                     in_free_list: false,
                     all_next: ptr::null_mut(),
@@ -171,6 +181,11 @@ impl Segment {
     #[inline(always)]
     pub(crate) fn page_bytes(&self) -> usize {
         1 << self.header.page_shift
+    }
+
+    /// Bytes of the free slots still resident.
+    pub(crate) fn dirty_bytes(&self) -> usize {
+        self.dirty_slots.count_ones() as usize * self.page_bytes()
     }
 
     /// The kind of pages the segment holds.

@@ -5,6 +5,7 @@
 
 use core::ptr;
 
+use crate::purge_pace::{MemoryBudget, PurgeDelay, PurgePace};
 use crate::source::Span;
 
 /// Entries in the cache: bounds the mappings it holds and the cost of a lookup.
@@ -26,6 +27,8 @@ struct Entry {
     ptr: *mut u8,
     size: usize,
     freed_at: u64,
+    /// When it was purged (if `purged`).
+    purged_at: u64,
     purged: bool,
     zeroed: bool,
 }
@@ -34,6 +37,7 @@ const EMPTY: Entry = Entry {
     ptr: ptr::null_mut(),
     size: 0,
     freed_at: 0,
+    purged_at: 0,
     purged: false,
     zeroed: false,
 };
@@ -43,6 +47,8 @@ pub(crate) struct SpanCache {
     entries: [Entry; CACHE_ENTRIES],
     /// Bytes cached and not purged (resident).
     pub(crate) resident: usize,
+    /// The cache's purge delay, lengthened while purged spans are taken back soon.
+    pub(crate) pace: PurgePace,
 }
 
 // SAFETY: the raw pointers are owned spans; the cache is only touched under its lock.
@@ -59,12 +65,20 @@ impl SpanCache {
         SpanCache {
             entries: [EMPTY; CACHE_ENTRIES],
             resident: 0,
+            pace: PurgePace::new(),
         }
     }
 
     /// Best fit for `size` bytes aligned to `align`: the smallest cached span that is large
-    /// enough, aligned, and at most 25% larger.
-    pub(crate) fn take(&mut self, size: usize, align: usize) -> Option<Span> {
+    /// enough, aligned, and at most 4x larger. A purged span taken back tells the pace, at
+    /// the time `clock` gives (asked only then).
+    pub(crate) fn take(
+        &mut self,
+        size: usize,
+        align: usize,
+        clock: impl FnOnce() -> u64,
+        cfg: PurgeDelay,
+    ) -> Option<Span> {
         let limit = size.saturating_mul(1 << FIT_LIMIT_SHIFT);
         let mut best: Option<usize> = None;
         for (i, e) in self.entries.iter().enumerate() {
@@ -80,7 +94,9 @@ impl SpanCache {
             }
         }
         let e = core::mem::replace(&mut self.entries[best?], EMPTY);
-        if !e.purged {
+        if e.purged {
+            self.pace.taken_back(e.purged_at, clock(), cfg);
+        } else {
             self.resident -= e.size;
         }
         Some(Span {
@@ -96,6 +112,7 @@ impl SpanCache {
             ptr,
             size,
             freed_at: now,
+            purged_at: 0,
             purged: false,
             zeroed: false,
         };
@@ -118,8 +135,19 @@ impl SpanCache {
         None
     }
 
+    /// The purge delay in force: the pace's, or the configured one while keeping the
+    /// resident spans would raise the peak (see [`MemoryBudget`]).
+    pub(crate) fn delay_in_force(&self, cfg: PurgeDelay, memory: &MemoryBudget) -> u64 {
+        if memory.over_peak(self.resident) {
+            cfg.base
+        } else {
+            self.pace.delay(cfg)
+        }
+    }
+
     /// Take out the entries due for purging or release (at most `out.len()`), returning how
-    /// many were written. Purged spans must be given back with [`put_purged`](Self::put_purged).
+    /// many were written, at `delay`. Purged spans must be given back with
+    /// [`put_purged`](Self::put_purged).
     pub(crate) fn expire(&mut self, now: u64, delay: u64, force: bool, out: &mut [Work]) -> usize {
         let mut n = 0;
         for e in self.entries.iter_mut() {
@@ -165,12 +193,14 @@ impl SpanCache {
         n
     }
 
-    /// Return a span taken out by [`expire`](Self::expire) after purging it.
+    /// Return a span taken out by [`expire`](Self::expire) or [`shed`](Self::shed) after
+    /// purging it at `purged_at`.
     pub(crate) fn put_purged(
         &mut self,
         ptr: *mut u8,
         size: usize,
         freed_at: u64,
+        purged_at: u64,
         zeroed: bool,
     ) -> Option<(*mut u8, usize)> {
         match self.entries.iter().position(|e| e.ptr.is_null()) {
@@ -179,6 +209,7 @@ impl SpanCache {
                     ptr,
                     size,
                     freed_at,
+                    purged_at,
                     purged: true,
                     zeroed,
                 };
@@ -194,7 +225,7 @@ impl SpanCache {
         self.entries.iter().all(|e| e.ptr.is_null())
     }
 
-    /// Earliest time a maintenance pass has something to do (u64::MAX if never).
+    /// Earliest time a maintenance pass has something to do at `delay` (u64::MAX if never).
     pub(crate) fn next_deadline(&self, delay: u64) -> u64 {
         self.entries
             .iter()
@@ -216,6 +247,8 @@ impl SpanCache {
 mod tests {
     use super::*;
 
+    const TEST_CFG: PurgeDelay = PurgeDelay { base: 10, max: 10 };
+
     fn p(addr: usize) -> *mut u8 {
         addr as *mut u8
     }
@@ -227,13 +260,22 @@ mod tests {
         assert!(c.put(p(0x80_0000), 5 << 20, 0).is_none());
         // Best fit: 4 MiB takes the 5 MiB span, then the 8 MiB one (within 4x); 2 MiB
         // finds nothing left.
-        let s = c.take(4 << 20, 1 << 22).expect("fit");
+        let s = c.take(4 << 20, 1 << 22, || 0, TEST_CFG).expect("fit");
         assert_eq!(s.size, 5 << 20);
-        assert_eq!(c.take(4 << 20, 1 << 22).map(|s| s.size), Some(8 << 20));
-        assert!(c.take(2 << 20, 1 << 22).is_none());
+        assert_eq!(
+            c.take(4 << 20, 1 << 22, || 0, TEST_CFG).map(|s| s.size),
+            Some(8 << 20)
+        );
+        assert!(c.take(2 << 20, 1 << 22, || 0, TEST_CFG).is_none());
         c.put(p(0x40_0000), 16 << 20, 0);
-        assert!(c.take(3 << 20, 1 << 22).is_none(), "more than 4x too big");
-        assert_eq!(c.take(4 << 20, 1 << 22).map(|s| s.size), Some(16 << 20));
+        assert!(
+            c.take(3 << 20, 1 << 22, || 0, TEST_CFG).is_none(),
+            "more than 4x too big"
+        );
+        assert_eq!(
+            c.take(4 << 20, 1 << 22, || 0, TEST_CFG).map(|s| s.size),
+            Some(16 << 20)
+        );
         assert!(c.is_empty());
         assert_eq!(c.resident, 0);
     }
@@ -242,8 +284,8 @@ mod tests {
     fn alignment_is_honoured() {
         let mut c = SpanCache::new();
         c.put(p(0x40_0000), 4 << 20, 0);
-        assert!(c.take(4 << 20, 1 << 23).is_none());
-        assert!(c.take(4 << 20, 1 << 22).is_some());
+        assert!(c.take(4 << 20, 1 << 23, || 0, TEST_CFG).is_none());
+        assert!(c.take(4 << 20, 1 << 22, || 0, TEST_CFG).is_some());
     }
 
     #[test]
@@ -257,6 +299,28 @@ mod tests {
     }
 
     #[test]
+    fn a_purged_span_taken_back_soon_lengthens_the_delay() {
+        let cfg = PurgeDelay {
+            base: 10,
+            max: 1000,
+        };
+        let memory = MemoryBudget::new();
+        let mut c = SpanCache::new();
+        c.put(p(1 << 22), 4 << 20, 0);
+        assert_eq!(c.delay_in_force(cfg, &memory), 10);
+        c.put_purged(p(2 << 22), 4 << 20, 0, 100, true);
+        assert!(c.take(4 << 20, 1 << 22, || 150, cfg).is_some());
+        assert!(c.take(4 << 20, 1 << 22, || 150, cfg).is_some());
+        // One of the two was purged 50 ms before: the delay doubled. Nothing is in use
+        // though (no peak), so keeping the resident span would raise the peak.
+        assert_eq!(c.pace.delay(cfg), 20);
+        c.put(p(1 << 22), 4 << 20, 160);
+        assert_eq!(c.delay_in_force(cfg, &memory), 10);
+        memory.page_taken(16 << 20, 0);
+        assert_eq!(c.delay_in_force(cfg, &memory), 20);
+    }
+
+    #[test]
     fn expiry_purges_then_releases() {
         let mut c = SpanCache::new();
         c.put(p(1 << 22), 4 << 20, 0);
@@ -265,8 +329,11 @@ mod tests {
         assert_eq!(c.expire(10, 10, false, &mut work), 1);
         assert!(matches!(work[0], Work::Purge(_, _)));
         assert_eq!(c.resident, 0);
-        c.put_purged(p(1 << 22), 4 << 20, 0, true);
-        assert_eq!(c.take(4 << 20, 1 << 22).map(|s| s.zeroed), Some(true));
+        c.put_purged(p(1 << 22), 4 << 20, 0, 10, true);
+        assert_eq!(
+            c.take(4 << 20, 1 << 22, || 0, TEST_CFG).map(|s| s.zeroed),
+            Some(true)
+        );
         c.put(p(1 << 22), 4 << 20, 0);
         assert_eq!(c.expire(10 * 16, 10, false, &mut work), 1);
         assert!(matches!(work[0], Work::Release(_, _)));

@@ -156,3 +156,70 @@ fn with_a_delay_of_zero_a_check_purges_every_free_slot() {
     f.checks();
     assert_eq!(f.purged(), 2 * PAGE);
 }
+
+/// Take one page of 512-byte blocks: the heap's lowest free slot serves it.
+fn take_a_page(f: &Fixture) -> Vec<*mut u8> {
+    (0..PAGE / 512)
+        .map(|_| {
+            // SAFETY: `heap` is ours.
+            let p = unsafe { f.alloc.malloc(f.heap, 512) };
+            assert!(!p.is_null());
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn a_page_taken_back_soon_after_its_purge_doubles_the_delay() {
+    let mut f = Fixture::new();
+    f.free_page(0);
+    f.set_clock(1050);
+    f.checks();
+    assert_eq!(f.purged(), PAGE);
+    // t = 1060: the purged slot serves the next page, 10 ms after its purge: a refault.
+    f.set_clock(1060);
+    let again = take_a_page(&f);
+    // Page 1 goes free now. At the doubled delay (200 ms) its check is due at 1160, not 1110.
+    f.free_page(1);
+    f.set_clock(1110);
+    f.checks();
+    assert_eq!(
+        f.purged(),
+        PAGE,
+        "purged at the configured delay after a refault"
+    );
+    f.set_clock(1160);
+    f.checks();
+    assert_eq!(f.purged(), 2 * PAGE, "not purged at the doubled delay");
+    // A calm stretch (twice the delay without a refault) halves it again: page 2, freed
+    // at 1600, is checked at 1650.
+    f.set_clock(1600);
+    f.checks();
+    f.free_page(2);
+    f.set_clock(1650);
+    f.checks();
+    assert_eq!(f.purged(), 3 * PAGE, "the delay did not come back down");
+    for p in again {
+        // SAFETY: live blocks of this heap.
+        unsafe { f.alloc.free(f.heap, p) };
+    }
+}
+
+#[test]
+fn with_the_longest_delay_at_the_configured_one_the_delay_is_fixed() {
+    let mut f = Fixture::new();
+    f.alloc.set_purge_delay_max_ms(DELAY_MS);
+    f.free_page(0);
+    f.set_clock(1050);
+    f.checks();
+    f.set_clock(1060);
+    let again = take_a_page(&f);
+    f.free_page(1);
+    f.set_clock(1110);
+    f.checks();
+    assert_eq!(f.purged(), 2 * PAGE, "the delay grew though it is fixed");
+    for p in again {
+        // SAFETY: live blocks of this heap.
+        unsafe { f.alloc.free(f.heap, p) };
+    }
+}

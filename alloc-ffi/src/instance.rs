@@ -201,6 +201,7 @@ macro_rules! define_instance {
                 // SAFETY: only this thread writes, once, before publishing READY.
                 unsafe { ptr::addr_of_mut!(OPTIONS).write(options) };
                 ALLOC.set_purge_delay_ms(options.purge_delay_ms);
+                ALLOC.set_purge_delay_max_ms(options.purge_delay_max_ms);
                 crate::$configure(ALLOC.source(), &options);
                 // Sampling: set up before the first heap, which reads it.
                 let mut sampling = false;

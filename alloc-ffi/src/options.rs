@@ -15,6 +15,9 @@ extern "C" {
 pub struct Options {
     /// `PAGEBREAK_PURGE_DELAY_MS`: delay before free memory is returned to the OS.
     pub purge_delay_ms: u64,
+    /// `PAGEBREAK_PURGE_DELAY_MAX_MS`: the longest the delay grows to while the program
+    /// takes back memory soon after it was purged (not above the delay: a fixed delay).
+    pub purge_delay_max_ms: u64,
     /// `PAGEBREAK_HUGE_PAGES`: ask for transparent huge pages on large mappings (mmap backend).
     pub huge_pages: bool,
     /// `PAGEBREAK_SHOW_STATS`: print statistics to stderr at exit.
@@ -47,6 +50,7 @@ impl Options {
     /// The defaults.
     pub const DEFAULT: Options = Options {
         purge_delay_ms: alloc_core::DEFAULT_PURGE_DELAY_MS,
+        purge_delay_max_ms: alloc_core::DEFAULT_PURGE_DELAY_MAX_MS,
         huge_pages: false,
         show_stats: false,
         verbose: false,
@@ -105,6 +109,9 @@ impl Options {
         let (name, value) = (&assignment[..eq], &assignment[eq + 1..]);
         let ok = match name {
             b"PURGE_DELAY_MS" => parse_u64(value).map(|v| self.purge_delay_ms = v).is_some(),
+            b"PURGE_DELAY_MAX_MS" => parse_u64(value)
+                .map(|v| self.purge_delay_max_ms = v)
+                .is_some(),
             b"HUGE_PAGES" => parse_bool(value).map(|v| self.huge_pages = v).is_some(),
             b"SHOW_STATS" => parse_bool(value).map(|v| self.show_stats = v).is_some(),
             b"VERBOSE" => parse_bool(value).map(|v| self.verbose = v).is_some(),
@@ -139,8 +146,8 @@ impl Options {
         let _ =
             write!(
             line,
-            "pagebreak: backend={backend} purge_delay_ms={} huge_pages={} show_stats={} profile={}",
-            self.purge_delay_ms, self.huge_pages as u8, self.show_stats as u8, self.profile_interval
+            "pagebreak: backend={backend} purge_delay_ms={} purge_delay_max_ms={} huge_pages={} show_stats={} profile={}",
+            self.purge_delay_ms, self.purge_delay_max_ms, self.huge_pages as u8, self.show_stats as u8, self.profile_interval
         );
         if self.guarded != 0 {
             let _ = write!(
@@ -207,10 +214,12 @@ mod tests {
     #[test]
     fn parses_values() {
         let mut o = Options::DEFAULT;
+        assert_eq!(o.purge_delay_max_ms, 1000);
         o.apply(b"PURGE_DELAY_MS=250");
+        o.apply(b"PURGE_DELAY_MAX_MS=250");
         o.apply(b"HUGE_PAGES=1");
         o.apply(b"SHOW_STATS=yes");
-        assert_eq!(o.purge_delay_ms, 250);
+        assert_eq!((o.purge_delay_ms, o.purge_delay_max_ms), (250, 250));
         assert!(o.huge_pages && o.show_stats && !o.verbose);
         assert_eq!(o.profile_interval, 0);
         o.apply(b"PROFILE=1");
@@ -237,6 +246,7 @@ mod tests {
         let mut o = Options::DEFAULT;
         o.apply(b"PURGE_DELAY_MS=soon");
         o.apply(b"PURGE_DELAY_MS=");
+        o.apply(b"PURGE_DELAY_MAX_MS=-1");
         o.apply(b"HUGE_PAGES=maybe");
         o.apply(b"PROFILE=lots");
         o.apply(b"PROFILE_SIGNAL=99");

@@ -159,12 +159,13 @@ int main(int argc, char **argv) {
     long default_delay = value_of(e, "purge_delay_ms=");
     CHECKF(default_delay >= 0, "no purge_delay_ms in:\n%s", e);
     CHECKF(value_of(e, "huge_pages=") == 0, "huge_pages not 0 by default:\n%s", e);
+    CHECKF(value_of(e, "purge_delay_max_ms=") == 1000, "longest purge delay not 1000:\n%s", e);
 
     /* Values are parsed. */
     e = run("plain", VARS("PAGEBREAK_VERBOSE=yes", "PAGEBREAK_PURGE_DELAY_MS=250",
-                          "PAGEBREAK_HUGE_PAGES=1"));
+                          "PAGEBREAK_PURGE_DELAY_MAX_MS=5000", "PAGEBREAK_HUGE_PAGES=1"));
     CHECKF(count_lines(e) == 1 && value_of(e, "purge_delay_ms=") == 250 &&
-               value_of(e, "huge_pages=") == 1,
+               value_of(e, "purge_delay_max_ms=") == 5000 && value_of(e, "huge_pages=") == 1,
            "options not applied:\n%s", e);
 
     /* The statistics table at exit: after main returns, starting with a `pagebreak` line. */
