@@ -2,7 +2,9 @@
 //! purge check at or after t + delay/2 that finds it still free, and never later than about
 //! t + delay; a slot freed shortly before its segment's check is not purged by that check
 //! (the next page the heap needs would fault it back in), and a slot taken again before its
-//! check is not purged at all. The clock is the test's own.
+//! check is not purged at all. A page taken back soon after its purge doubles the heap's
+//! delay, a calm stretch halves it, and while keeping free pages would take in use plus free
+//! past 1.25x the peak in use the configured delay holds. The clock is the test's own.
 
 mod common;
 
@@ -221,5 +223,58 @@ fn with_the_longest_delay_at_the_configured_one_the_delay_is_fixed() {
     for p in again {
         // SAFETY: live blocks of this heap.
         unsafe { f.alloc.free(f.heap, p) };
+    }
+}
+
+#[test]
+fn while_keeping_free_pages_would_raise_the_peak_the_configured_delay_holds() {
+    let mut f = Fixture::new();
+    // A refault doubles this heap's delay to 200 ms (see the test above).
+    f.free_page(0);
+    f.set_clock(1050);
+    f.checks();
+    f.set_clock(1060);
+    let again = take_a_page(&f);
+    // Another heap fills 8 pages and frees them, keeping its segment with one live block:
+    // 512 KiB of free resident pages that this heap cannot reuse.
+    let other = f.alloc.new_heap();
+    // SAFETY: `other` is ours.
+    let keep = unsafe { f.alloc.malloc(other, 512) };
+    let mut blocks = Vec::new();
+    for _ in 0..8 * 64 {
+        // SAFETY: as above.
+        let p = unsafe { f.alloc.malloc(other, BLOCK) };
+        assert!(!p.is_null());
+        blocks.push(p);
+    }
+    for p in blocks {
+        // SAFETY: live blocks of `other`.
+        unsafe { f.alloc.free(other, p) };
+    }
+    // This heap takes 6 fresh pages: in use plus free is now over 1.25x the peak in use.
+    let mut fresh = Vec::new();
+    for _ in 0..6 * 64 {
+        // SAFETY: `heap` is ours.
+        let p = unsafe { f.alloc.malloc(f.heap, BLOCK) };
+        assert!(!p.is_null());
+        fresh.push(p);
+    }
+    // Page 1 goes free at 1060: checked at 1110 (half the configured delay), not at 1160.
+    let before = f.purged();
+    f.free_page(1);
+    f.set_clock(1110);
+    f.checks();
+    assert_eq!(
+        f.purged(),
+        before + PAGE,
+        "over the peak, a free page waited for the longer delay"
+    );
+    // SAFETY: live blocks of their heaps.
+    unsafe {
+        for p in again.into_iter().chain(fresh) {
+            f.alloc.free(f.heap, p);
+        }
+        f.alloc.free(other, keep);
+        f.alloc.retire_heap(other);
     }
 }
