@@ -534,6 +534,7 @@ impl<S: PageSource> Allocator<S> {
             (*new_hdr).span_size = span.size;
             (*new_hdr).requested = size;
             bump_shared(&self.counters.huge_live_bytes, delta);
+            self.memory.huge_changed(delta);
             bump_shared(
                 &self.counters.reserved,
                 span.size as isize - old_size as isize,
@@ -578,6 +579,7 @@ impl<S: PageSource> Allocator<S> {
                     let delta = size as isize - (*hdr).requested as isize;
                     (*hdr).requested = size;
                     bump_shared(&self.counters.huge_live_bytes, delta);
+                    self.memory.huge_changed(delta);
                     return p;
                 }
                 if size > LARGE_MAX && (*hdr).block_offset < SEGMENT_SIZE && !sampled {
@@ -666,6 +668,7 @@ impl<S: PageSource> Allocator<S> {
             self.counters
                 .huge_live_bytes
                 .fetch_add(size, Ordering::Relaxed);
+            self.memory.huge_changed(size as isize);
             self.counters
                 .huge_live_count
                 .fetch_add(1, Ordering::Relaxed);

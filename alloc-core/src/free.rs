@@ -261,6 +261,7 @@ impl<S: PageSource> Allocator<S> {
             self.counters
                 .huge_live_bytes
                 .fetch_sub((*hdr).requested, Ordering::Relaxed);
+            self.memory.huge_changed(-((*hdr).requested as isize));
             self.counters
                 .huge_live_count
                 .fetch_sub(1, Ordering::Relaxed);

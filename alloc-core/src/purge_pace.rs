@@ -36,7 +36,8 @@ impl PurgeDelay {
     }
 }
 
-/// Page memory in use and kept free (resident), process-wide: keeping free memory past the
+/// Memory in use (pages and huge blocks) and kept free (resident), process-wide: keeping free
+/// memory past the
 /// configured delay must not raise the peak. One heap's free pages are another's fresh
 /// memory otherwise: larson's 12 heaps (8 threads, 4 parked) each kept their free pages for
 /// the whole second while the others took new ones, and its peak RSS went from 63 to 110 MB.
@@ -47,9 +48,12 @@ impl PurgeDelay {
 pub(crate) struct MemoryBudget {
     /// Bytes of page slots in use.
     used: AtomicUsize,
+    /// Bytes of huge blocks in use (as requested): a program's large buffers and tables,
+    /// which come back to the span cache when freed.
+    huge: AtomicUsize,
     /// Bytes of free page slots still resident (segments' `dirty_slots`).
     dirty: AtomicUsize,
-    /// The most `used` has been.
+    /// The most `used + huge` has been.
     peak: AtomicUsize,
 }
 
@@ -57,6 +61,7 @@ impl MemoryBudget {
     pub(crate) const fn new() -> Self {
         MemoryBudget {
             used: AtomicUsize::new(0),
+            huge: AtomicUsize::new(0),
             dirty: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
         }
@@ -68,8 +73,22 @@ impl MemoryBudget {
         if reused != 0 {
             self.dirty.fetch_sub(reused, Ordering::Relaxed);
         }
-        if used > self.peak.load(Ordering::Relaxed) {
-            self.peak.fetch_max(used, Ordering::Relaxed);
+        self.note_peak(used + self.huge.load(Ordering::Relaxed));
+    }
+
+    /// Huge blocks in use grew (a block handed out or grown in place) or shrank by `delta`.
+    pub(crate) fn huge_changed(&self, delta: isize) {
+        if delta < 0 {
+            self.huge.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        } else {
+            let huge = self.huge.fetch_add(delta as usize, Ordering::Relaxed) + delta as usize;
+            self.note_peak(self.used.load(Ordering::Relaxed) + huge);
+        }
+    }
+
+    fn note_peak(&self, in_use: usize) {
+        if in_use > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(in_use, Ordering::Relaxed);
         }
     }
 
@@ -92,10 +111,10 @@ impl MemoryBudget {
         }
     }
 
-    /// Whether pages in use, free resident slots and `cached` resident bytes exceed the
-    /// peak of pages in use.
+    /// Whether memory in use, free resident slots and `cached` resident bytes exceed the
+    /// peak of memory in use (plus the slack).
     pub(crate) fn over_peak(&self, cached: usize) -> bool {
-        let used = self.used.load(Ordering::Relaxed);
+        let used = self.used.load(Ordering::Relaxed) + self.huge.load(Ordering::Relaxed);
         let dirty = self.dirty.load(Ordering::Relaxed);
         let peak = self.peak.load(Ordering::Relaxed);
         used.wrapping_add(dirty).wrapping_add(cached) > peak + (peak >> PEAK_SLACK_SHIFT)
@@ -254,5 +273,17 @@ mod tests {
             !m.over_peak(0),
             "pages taken back from the free ones add nothing"
         );
+    }
+
+    #[test]
+    fn huge_blocks_count_as_memory_in_use() {
+        let m = MemoryBudget::new();
+        m.page_taken(100, 0);
+        m.huge_changed(900);
+        // A freed huge block's span waits in the cache: in use plus cached is the peak.
+        m.huge_changed(-900);
+        assert!(!m.over_peak(900));
+        assert!(!m.over_peak(1150));
+        assert!(m.over_peak(1151));
     }
 }
