@@ -5,6 +5,7 @@
  *
  * usage: stress threads|signal|fork|oom DIR */
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -80,7 +81,19 @@ int main(int argc, char **argv) {
             /* The handler writes PAGEBREAK_PROFILE_PATH at once, on whichever thread. */
             kill(getpid(), SIGUSR1);
         } else if (!strcmp(mode, "fork")) {
-            pid_t pid = fork();
+            /* fork can fail for a while (EAGAIN) when the machine is short of processes or
+             * memory; unchecked, its -1 made waitpid(-1) fail with -1 too, and a child and
+             * its dump went missing without an error. */
+            pid_t pid;
+            for (int tries = 0; (pid = fork()) < 0 && (errno == EAGAIN || errno == ENOMEM);
+                 tries++) {
+                if (tries == 100) break;
+                usleep(10000);
+            }
+            if (pid < 0) {
+                perror("fork");
+                return 1;
+            }
             if (pid == 0) {
                 /* The child allocates, frees, and dumps on its own. */
                 void *v[1000];
@@ -89,7 +102,7 @@ int main(int argc, char **argv) {
                 snprintf(path, sizeof path, "%s/child-%d.prof", dir, i);
                 _exit(dump(path) == 0 ? 0 : 1);
             }
-            int status;
+            int status = 0;
             if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)) {
                 fprintf(stderr, "child %d failed (status %d)\n", i, status);
                 return 1;
