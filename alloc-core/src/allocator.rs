@@ -727,9 +727,8 @@ impl<S: PageSource> Allocator<S> {
         let (evicted, delay) = {
             let mut cache = self.cache.lock(&self.source);
             let evicted = cache.put(ptr, size, now);
-            let cfg = self.purge_config();
-            cache.pace.calm_check(now, cfg);
-            (evicted, cache.delay_in_force(cfg, &self.memory))
+            let over = self.memory.over_peak(cache.resident);
+            (evicted, cache.pace.delay_at(now, self.purge_config(), over))
         };
         if let Some((old, old_size)) = evicted {
             self.release_span(old, old_size);
@@ -795,11 +794,10 @@ impl<S: PageSource> Allocator<S> {
         if !force && self.cache_deadline.load(Ordering::Relaxed) > now {
             return;
         }
-        let cfg = self.purge_config();
         let delay = {
             let mut cache = self.cache.lock(&self.source);
-            cache.pace.calm_check(now, cfg);
-            cache.delay_in_force(cfg, &self.memory)
+            let over = self.memory.over_peak(cache.resident);
+            cache.pace.delay_at(now, self.purge_config(), over)
         };
         loop {
             let mut work = [const { Work::Release(ptr::null_mut(), 0) }; 8];

@@ -490,17 +490,6 @@ impl Heap {
         }
     }
 
-    /// The purge delay for slots freed now: the pace's, or the configured one while
-    /// keeping free memory would raise the process's peak (see [`purge_pace`]).
-    fn delay_in_force<S: PageSource>(&self, alloc: &Allocator<S>) -> u64 {
-        let cfg = alloc.purge_config();
-        if alloc.memory.over_peak(0) {
-            cfg.base
-        } else {
-            self.pace.delay(cfg)
-        }
-    }
-
     /// Put `seg` (with dirty slots, not in the purge list) in the purge list, due for a check
     /// half the delay in force from `now` (at once without a clock or with a delay of 0; the
     /// delay is the heap's pace, see [`purge_pace`](crate::purge_pace)). Its dirty
@@ -517,16 +506,14 @@ impl Heap {
         seg: *mut Segment,
         now: u64,
     ) {
-        self.pace.calm_check(now, alloc.purge_config());
+        let delay = self
+            .pace
+            .delay_at(now, alloc.purge_config(), alloc.memory.over_peak(0));
         // SAFETY: forwarded contract.
         unsafe {
             (*seg).aged_slots = (*seg).dirty_slots;
             (*seg).aged_since = now;
-            (*seg).purge_deadline = if now == 0 {
-                0
-            } else {
-                now + self.delay_in_force(alloc).div_ceil(2)
-            };
+            (*seg).purge_deadline = if now == 0 { 0 } else { now + delay.div_ceil(2) };
             self.purge_list_push(seg);
         }
     }

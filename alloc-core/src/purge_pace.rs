@@ -152,6 +152,18 @@ impl PurgePace {
         cfg.base.saturating_mul(1 << self.shift).min(cfg.max)
     }
 
+    /// The delay for memory freed at `now`, after the calm since the last refault: the pace's,
+    /// or the configured one while keeping free memory would raise the peak (`over_peak`,
+    /// from [`MemoryBudget::over_peak`]).
+    pub(crate) fn delay_at(&mut self, now: u64, cfg: PurgeDelay, over_peak: bool) -> u64 {
+        self.calm_check(now, cfg);
+        if over_peak {
+            cfg.base
+        } else {
+            self.delay(cfg)
+        }
+    }
+
     /// Memory purged at `purged_at` is taken back at `now`: a refault if that is within the
     /// longest delay, and the delay doubles. Without a clock (`now == 0`) nothing changes.
     pub(crate) fn taken_back(&mut self, purged_at: u64, now: u64, cfg: PurgeDelay) {
@@ -164,8 +176,8 @@ impl PurgePace {
         self.last_event = now;
     }
 
-    /// Before the delay is used at `now`: each stretch of twice the delay without a refault
-    /// halves it (from 1,000 ms back to 25 ms takes about 4 s of calm).
+    /// A purge check at `now`, and before the delay is used: each stretch of twice the delay
+    /// without a refault halves it (from 1,000 ms back to 25 ms takes about 4 s of calm).
     pub(crate) fn calm_check(&mut self, now: u64, cfg: PurgeDelay) {
         while self.shift != 0 {
             let stretch = 2 * self.delay(cfg);

@@ -5,7 +5,7 @@
 
 use core::ptr;
 
-use crate::purge_pace::{MemoryBudget, PurgeDelay, PurgePace};
+use crate::purge_pace::{PurgeDelay, PurgePace};
 use crate::source::Span;
 
 /// Entries in the cache: bounds the mappings it holds and the cost of a lookup.
@@ -135,16 +135,6 @@ impl SpanCache {
         None
     }
 
-    /// The purge delay in force: the pace's, or the configured one while keeping the
-    /// resident spans would raise the peak (see [`MemoryBudget`]).
-    pub(crate) fn delay_in_force(&self, cfg: PurgeDelay, memory: &MemoryBudget) -> u64 {
-        if memory.over_peak(self.resident) {
-            cfg.base
-        } else {
-            self.pace.delay(cfg)
-        }
-    }
-
     /// Take out the entries due for purging or release (at most `out.len()`), returning how
     /// many were written, at `delay`. Purged spans must be given back with
     /// [`put_purged`](Self::put_purged).
@@ -246,6 +236,7 @@ impl SpanCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::purge_pace::MemoryBudget;
 
     const TEST_CFG: PurgeDelay = PurgeDelay { base: 10, max: 10 };
 
@@ -307,7 +298,7 @@ mod tests {
         let memory = MemoryBudget::new();
         let mut c = SpanCache::new();
         c.put(p(1 << 22), 4 << 20, 0);
-        assert_eq!(c.delay_in_force(cfg, &memory), 10);
+        assert_eq!(c.pace.delay_at(0, cfg, memory.over_peak(c.resident)), 10);
         c.put_purged(p(2 << 22), 4 << 20, 0, 100, true);
         assert!(c.take(4 << 20, 1 << 22, || 150, cfg).is_some());
         assert!(c.take(4 << 20, 1 << 22, || 150, cfg).is_some());
@@ -315,9 +306,9 @@ mod tests {
         // though (no peak), so keeping the resident span would raise the peak.
         assert_eq!(c.pace.delay(cfg), 20);
         c.put(p(1 << 22), 4 << 20, 160);
-        assert_eq!(c.delay_in_force(cfg, &memory), 10);
+        assert_eq!(c.pace.delay_at(160, cfg, memory.over_peak(c.resident)), 10);
         memory.page_taken(16 << 20, 0);
-        assert_eq!(c.delay_in_force(cfg, &memory), 20);
+        assert_eq!(c.pace.delay_at(160, cfg, memory.over_peak(c.resident)), 20);
     }
 
     #[test]

@@ -83,6 +83,43 @@ impl Fixture {
     fn purged(&self) -> usize {
         self.alloc.stats().purged_bytes
     }
+
+    /// `n` live blocks of `size` bytes from `heap`.
+    fn malloc_n(&self, heap: *mut Heap, n: usize, size: usize) -> Vec<*mut u8> {
+        (0..n)
+            .map(|_| {
+                // SAFETY: `heap` is a heap of this test's allocator, used by this thread.
+                let p = unsafe { self.alloc.malloc(heap, size) };
+                assert!(!p.is_null());
+                p
+            })
+            .collect()
+    }
+
+    /// Free `blocks`, live blocks of `heap`.
+    fn free_all(&self, heap: *mut Heap, blocks: Vec<*mut u8>) {
+        for p in blocks {
+            // SAFETY: the tests pass only blocks `malloc_n` got from `heap`, once each.
+            unsafe { self.alloc.free(heap, p) };
+        }
+    }
+
+    /// Take one page of 512-byte blocks: the heap's lowest free slot serves it.
+    fn take_a_page(&self) -> Vec<*mut u8> {
+        self.malloc_n(self.heap, PAGE / 512, 512)
+    }
+
+    /// Page 0 goes free at 1000 and is purged at 1050; at 1060 its slot serves the next
+    /// page, 10 ms after its purge: a refault, which doubles the delay to 200 ms. Returns
+    /// that page's blocks.
+    fn refault(&mut self) -> Vec<*mut u8> {
+        self.free_page(0);
+        self.set_clock(1050);
+        self.checks();
+        assert_eq!(self.purged(), PAGE);
+        self.set_clock(1060);
+        self.take_a_page()
+    }
 }
 
 const PAGE: usize = 64 * 1024;
@@ -132,21 +169,12 @@ fn a_slot_taken_again_before_its_check_is_not_purged() {
     f.free_page(0);
     f.free_page(1);
     // The heap needs two pages of another size: the free slots serve them.
-    let mut again = Vec::new();
-    for _ in 0..2 * (PAGE / 512) {
-        // SAFETY: `heap` is ours.
-        let p = unsafe { f.alloc.malloc(f.heap, 512) };
-        assert!(!p.is_null());
-        again.push(p);
-    }
+    let again = f.malloc_n(f.heap, 2 * (PAGE / 512), 512);
     f.set_clock(1000 + DELAY_MS * 10);
     f.checks();
     f.checks();
     assert_eq!(f.purged(), 0, "slots in use again were purged");
-    for p in again {
-        // SAFETY: live blocks of this heap.
-        unsafe { f.alloc.free(f.heap, p) };
-    }
+    f.free_all(f.heap, again);
 }
 
 #[test]
@@ -159,28 +187,10 @@ fn with_a_delay_of_zero_a_check_purges_every_free_slot() {
     assert_eq!(f.purged(), 2 * PAGE);
 }
 
-/// Take one page of 512-byte blocks: the heap's lowest free slot serves it.
-fn take_a_page(f: &Fixture) -> Vec<*mut u8> {
-    (0..PAGE / 512)
-        .map(|_| {
-            // SAFETY: `heap` is ours.
-            let p = unsafe { f.alloc.malloc(f.heap, 512) };
-            assert!(!p.is_null());
-            p
-        })
-        .collect()
-}
-
 #[test]
 fn a_page_taken_back_soon_after_its_purge_doubles_the_delay() {
     let mut f = Fixture::new();
-    f.free_page(0);
-    f.set_clock(1050);
-    f.checks();
-    assert_eq!(f.purged(), PAGE);
-    // t = 1060: the purged slot serves the next page, 10 ms after its purge: a refault.
-    f.set_clock(1060);
-    let again = take_a_page(&f);
+    let again = f.refault();
     // Page 1 goes free now. At the doubled delay (200 ms) its check is due at 1160, not 1110.
     f.free_page(1);
     f.set_clock(1110);
@@ -201,64 +211,34 @@ fn a_page_taken_back_soon_after_its_purge_doubles_the_delay() {
     f.set_clock(1650);
     f.checks();
     assert_eq!(f.purged(), 3 * PAGE, "the delay did not come back down");
-    for p in again {
-        // SAFETY: live blocks of this heap.
-        unsafe { f.alloc.free(f.heap, p) };
-    }
+    f.free_all(f.heap, again);
 }
 
 #[test]
 fn with_the_longest_delay_at_the_configured_one_the_delay_is_fixed() {
     let mut f = Fixture::new();
     f.alloc.set_purge_delay_max_ms(DELAY_MS);
-    f.free_page(0);
-    f.set_clock(1050);
-    f.checks();
-    f.set_clock(1060);
-    let again = take_a_page(&f);
+    let again = f.refault();
     f.free_page(1);
     f.set_clock(1110);
     f.checks();
     assert_eq!(f.purged(), 2 * PAGE, "the delay grew though it is fixed");
-    for p in again {
-        // SAFETY: live blocks of this heap.
-        unsafe { f.alloc.free(f.heap, p) };
-    }
+    f.free_all(f.heap, again);
 }
 
 #[test]
 fn while_keeping_free_pages_would_raise_the_peak_the_configured_delay_holds() {
     let mut f = Fixture::new();
-    // A refault doubles this heap's delay to 200 ms (see the test above).
-    f.free_page(0);
-    f.set_clock(1050);
-    f.checks();
-    f.set_clock(1060);
-    let again = take_a_page(&f);
+    // A refault doubles this heap's delay to 200 ms.
+    let again = f.refault();
     // Another heap fills 8 pages and frees them, keeping its segment with one live block:
     // 512 KiB of free resident pages that this heap cannot reuse.
     let other = f.alloc.new_heap();
-    // SAFETY: `other` is ours.
-    let keep = unsafe { f.alloc.malloc(other, 512) };
-    let mut blocks = Vec::new();
-    for _ in 0..8 * 64 {
-        // SAFETY: as above.
-        let p = unsafe { f.alloc.malloc(other, BLOCK) };
-        assert!(!p.is_null());
-        blocks.push(p);
-    }
-    for p in blocks {
-        // SAFETY: live blocks of `other`.
-        unsafe { f.alloc.free(other, p) };
-    }
+    let keep = f.malloc_n(other, 1, 512);
+    let blocks = f.malloc_n(other, 8 * 64, BLOCK);
+    f.free_all(other, blocks);
     // This heap takes 6 fresh pages: in use plus free is now over 1.25x the peak in use.
-    let mut fresh = Vec::new();
-    for _ in 0..6 * 64 {
-        // SAFETY: `heap` is ours.
-        let p = unsafe { f.alloc.malloc(f.heap, BLOCK) };
-        assert!(!p.is_null());
-        fresh.push(p);
-    }
+    let fresh = f.malloc_n(f.heap, 6 * 64, BLOCK);
     // Page 1 goes free at 1060: checked at 1110 (half the configured delay), not at 1160.
     let before = f.purged();
     f.free_page(1);
@@ -269,12 +249,9 @@ fn while_keeping_free_pages_would_raise_the_peak_the_configured_delay_holds() {
         before + PAGE,
         "over the peak, a free page waited for the longer delay"
     );
-    // SAFETY: live blocks of their heaps.
-    unsafe {
-        for p in again.into_iter().chain(fresh) {
-            f.alloc.free(f.heap, p);
-        }
-        f.alloc.free(other, keep);
-        f.alloc.retire_heap(other);
-    }
+    f.free_all(f.heap, again);
+    f.free_all(f.heap, fresh);
+    f.free_all(other, keep);
+    // SAFETY: `other` is ours and nothing uses it after this.
+    unsafe { f.alloc.retire_heap(other) };
 }
